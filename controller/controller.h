@@ -1,0 +1,95 @@
+/* controller.h: the controller's shared state and the contracts between its modules
+ * (HTTP server, AWX API handlers, agent protocol, scheduler, notifier).
+ *
+ * Internal document fields: every stored field whose name starts with '_' is internal and never
+ * shown by the API (api output strips them). Job documents carry:
+ *   _attempt (int, 0 = never assigned), _instance (int|null: assigned instance id),
+ *   _impact (int), _cancel_requested (bool), _started_ack (bool: node reported start for _attempt),
+ *   _assignment (object: the assignment sent to the node for _attempt, see docs/protocol.md),
+ *   _pending_result (object|null: a result waiting for missing events), _keep_data_dir (bool).
+ * Instance documents carry _secret_hash (sha256 hex of the node secret), runtimes, cpu, memory.
+ * User documents carry _password_hash; token documents _token_hash; enrollment tokens _token_hash. */
+#pragma once
+
+#include <pthread.h>
+#include <stdint.h>
+#include "drover/macro.h"
+#include "storage.h"
+
+typedef struct controller_limits {
+        uint64_t max_body_size;          /* AWX API request bodies; default 1 MiB */
+        uint64_t max_agent_body_size;    /* agent uploads; default 16 MiB */
+        uint64_t max_project_size;       /* project archive; default 64 MiB */
+        uint64_t max_event_size;         /* one stored event; default 1 MiB (bigger res truncated) */
+        unsigned max_connections;        /* default 1024 */
+        unsigned max_long_polls;         /* default 512 */
+        unsigned max_streams;            /* SSE streams; default 256 */
+        uint64_t long_poll_max_usec;     /* default 50 s */
+        uint64_t node_lost_timeout_usec; /* default 120 s */
+} controller_limits;
+
+typedef struct controller_config {
+        char *path;                      /* the file it was read from */
+        char *listen;                    /* "127.0.0.1:8443" / "0.0.0.0:8443" / "[::]:8443" */
+        char *tls_cert, *tls_key;        /* NULL: private CA in state_dir/tls */
+        char **tls_names;                /* extra names for the generated server certificate */
+        char *database;                  /* "sqlite:/var/lib/drover-controller/drover.db" or a path */
+        char *state_dir;                 /* default /var/lib/drover-controller */
+        char *projects_root;             /* default /var/lib/drover-controller/projects */
+        char *admin_user;                /* default "admin" */
+        char *admin_password;            /* NULL: generated, written 0600 to state_dir/admin-password */
+        char *admin_email;
+        int log_level;
+        controller_limits limits;
+} controller_config;
+
+typedef struct controller {
+        controller_config *config;
+        storage *storage;
+        char *tls_ca_path;               /* the CA clients pin (NULL if a certificate was configured) */
+
+        /* notifier: a generation counter bumped on every change, and a condition to wait on */
+        pthread_mutex_t notify_lock;
+        pthread_cond_t notify_cond;
+        uint64_t notify_generation;
+
+        pthread_mutex_t sched_lock;      /* serialises scheduler runs */
+        unsigned long_polls, streams;    /* open counts, under notify_lock */
+        volatile bool shutting_down;
+} controller;
+
+/* ---- config (controller-config.c) ---- */
+int controller_config_load(const char *path, controller_config **ret);  /* errors name file:line:col */
+void controller_config_free(controller_config *c);
+
+/* ---- notifier (notify.c) ---- */
+/* Wake every waiter (long-polls, SSE streams): something about jobs/instances changed. */
+void controller_notify(controller *c);
+/* Wait until the generation moves past *gen or timeout_usec passes; updates *gen.
+ * Returns 1 if woken, 0 on timeout. */
+int controller_wait(controller *c, uint64_t *gen, uint64_t timeout_usec);
+
+/* ---- scheduler (scheduler.c) ---- */
+/* Assign pending jobs to instances with room (AWX capacity/impact rules); sets
+ * job_explanation on jobs that must wait. Called after launch, job end, heartbeat, enrollment,
+ * instance changes, and once a second from a timer thread (which also marks lost nodes). */
+int scheduler_run(controller *c);
+/* AWX capacity of an instance document (cpu, memory, capacity override, capacity_adjustment). */
+int64_t scheduler_instance_capacity(const json_t *instance);
+/* The capacity the jobs waiting/running on an instance consume. */
+int64_t scheduler_consumed_capacity(controller *c, int64_t instance_id);
+/* A job's impact: min(forks (0 -> 5), hosts in its inventory after limit... approximated by hosts) + 1 */
+int64_t scheduler_job_impact(controller *c, const json_t *job);
+
+/* ---- AWX API (api-*.c) ---- */
+/* Build the `ansible-inventory --list --export` JSON of an inventory. */
+int api_inventory_export(controller *c, int64_t inventory_id, json_t **ret);
+/* Seed the Default organization, the default instance group and the admin user (first start). */
+int api_bootstrap(controller *c);
+/* Cancel a job (sets _cancel_requested, or cancels a pending job at once); -EBUSY if final. */
+int api_job_cancel(controller *c, int64_t job_id);
+
+/* ---- project archives (project-tar.c) ---- */
+/* A deterministic ustar archive of dir (regular files and directories, sorted, mtime 0).
+ * -EFBIG above max_size. ret_hash: sha256 hex of the archive. */
+int project_tar_build(const char *dir, uint64_t max_size, char **ret_data, size_t *ret_size, char ret_hash[static 65]);
