@@ -108,6 +108,9 @@ typedef struct job_command {
         char **argv;            /* ansible-playbook -i <inv> [--limit] [-f N] [-v..] -e @<extravars> [-t] [--skip-tags] [-C] [-D] <playbook> */
         char **env;             /* the ANSIBLE_* environment AWX/ansible-runner set + assignment env + HOME etc. */
         char *cwd;              /* the project dir */
+        /* added by job-command.c (the unit_spec points at them): */
+        char *unit_name;        /* job_unit_name() */
+        char *description;      /* "drover job 12 (Demo)" */
 } job_command;
 int job_command_build(const agent_config *cfg, const job_dir *d, job_command *ret);
 void job_command_done(job_command *c);

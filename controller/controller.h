@@ -68,6 +68,14 @@ void controller_notify(controller *c);
 /* Wait until the generation moves past *gen or timeout_usec passes; updates *gen.
  * Returns 1 if woken, 0 on timeout. */
 int controller_wait(controller *c, uint64_t *gen, uint64_t timeout_usec);
+/* Added by controller-server: set up / tear down the notifier (and sched_lock) of a controller
+ * struct; the current generation; a bounded slot counter (long_polls, streams) under notify_lock:
+ * acquire returns -EBUSY when *counter >= max. */
+int controller_notify_init(controller *c);
+void controller_notify_done(controller *c);
+uint64_t controller_generation(controller *c);
+int controller_slot_acquire(controller *c, unsigned *counter, unsigned max);
+void controller_slot_release(controller *c, unsigned *counter);
 
 /* ---- scheduler (scheduler.c) ---- */
 /* Assign pending jobs to instances with room (AWX capacity/impact rules); sets
@@ -80,6 +88,12 @@ int64_t scheduler_instance_capacity(const json_t *instance);
 int64_t scheduler_consumed_capacity(controller *c, int64_t instance_id);
 /* A job's impact: min(forks (0 -> 5), hosts in its inventory after limit... approximated by hosts) + 1 */
 int64_t scheduler_job_impact(controller *c, const json_t *job);
+/* Added by controller-server: the background thread (scheduler_run every second, lost-node
+ * detection). stop joins it. */
+int scheduler_start(controller *c);
+void scheduler_stop(controller *c);
+/* Statuses: true for successful, failed, error, canceled. */
+bool scheduler_status_is_final(const char *status);
 
 /* ---- AWX API (api-*.c) ---- */
 /* Build the `ansible-inventory --list --export` JSON of an inventory. */
@@ -93,3 +107,10 @@ int api_job_cancel(controller *c, int64_t job_id);
 /* A deterministic ustar archive of dir (regular files and directories, sorted, mtime 0).
  * -EFBIG above max_size. ret_hash: sha256 hex of the archive. */
 int project_tar_build(const char *dir, uint64_t max_size, char **ret_data, size_t *ret_size, char ret_hash[static 65]);
+/* Added by controller-server: project_tar_build through an in-memory cache keyed by dir and a
+ * signature of the tree (names, sizes, mtimes), so dispatch does not rebuild unchanged projects.
+ * ret_data/ret_size may be NULL (hash only); *ret_data is the caller's copy. */
+int project_tar_get(const char *dir, uint64_t max_size, char **ret_data, size_t *ret_size, char ret_hash[static 65]);
+/* The project directory of a project document: <projects_root>/<local_path>; -EINVAL for a
+ * local_path that is empty, absolute or has "..". */
+int project_local_dir(controller *c, const json_t *project, char **ret);

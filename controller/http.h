@@ -66,6 +66,7 @@ typedef struct http_route {
 /* Route tables, each terminated by an entry with method == NULL. */
 extern const http_route api_routes[];        /* api-routes.c: the AWX API */
 extern const http_route agent_routes[];      /* agent-api.c: the agent protocol */
+extern const http_route stream_routes[];     /* job-stream.c: Server-Sent Events of job output (added by controller-server) */
 
 /* Helpers for handlers (http-util.c) */
 const char *http_query_get(const http_request *req, const char *key);   /* last value or NULL */
