@@ -1,12 +1,6 @@
 /* json-util.c: jansson helpers: typed getters with defaults, compact serialization and the
  * AWX-style error bodies ({"detail": ...} and {"field": [...]}) used by every API answer. */
-/* jansson >= 2.14 already defines json_decrefp(); json-util.h defines it again, which does not
- * compile. Until the header is fixed, rename the header's copy here (this file never uses
- * _cleanup_json_, so the rename is harmless once the header drops its definition). */
-#include <jansson.h>
-#define json_decrefp drover_json_decrefp_dup
 #include "drover/json-util.h"
-#undef json_decrefp
 
 #include <stdarg.h>
 

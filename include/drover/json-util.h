@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include "drover/macro.h"
 
-static inline void json_decrefp(json_t **j) { if (*j) json_decref(*j); }
+/* json_decrefp() comes from jansson >= 2.14 itself. */
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
 const char *json_get_string(const json_t *o, const char *key, const char *def);
