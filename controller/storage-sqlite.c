@@ -24,6 +24,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <fcntl.h>
+#include <inttypes.h>
 
 #include "drover/log.h"
 #include "drover/json-util.h"
@@ -1099,7 +1100,9 @@ static int rows_run(storage *s, const qbuild *q, const char *extra_key, json_t *
         return 0;
 }
 
-/* Builds and runs the count and the page query. `from` is " FROM <table> WHERE <base>". */
+/* Builds and runs the count and the page query: "<select><from><base binds> AND <filters>".
+ * `from` is " FROM <table> WHERE <base condition>", written up to where its base_binds go
+ * (each bound value appends a "?"). */
 static int list_run(storage *s, const char *select, const char *from, const bindv *base_binds, size_t n_base,
                     const storage_query *query, column_fn colfn, const char *default_order, const char *extra_key,
                     json_t **ret_results, int64_t *ret_count) {
@@ -1111,8 +1114,6 @@ static int list_run(storage *s, const char *select, const char *from, const bind
                 _cleanup_(qbuild_done) qbuild q = {};
                 sb_add(&q.sql, "SELECT COUNT(*)");
                 sb_add(&q.sql, from);
-                q.sql.n -= 1;   /* from ends with "?": re-add it through qb_bind */
-                q.sql.s[q.sql.n] = 0;
                 for (size_t i = 0; i < n_base; i++)
                         if ((r = qb_bind(&q, base_binds[i])) < 0)
                                 return r;
@@ -1128,8 +1129,6 @@ static int list_run(storage *s, const char *select, const char *from, const bind
                 _cleanup_(qbuild_done) qbuild q = {};
                 sb_add(&q.sql, select);
                 sb_add(&q.sql, from);
-                q.sql.n -= 1;
-                q.sql.s[q.sql.n] = 0;
                 for (size_t i = 0; i < n_base; i++)
                         if ((r = qb_bind(&q, base_binds[i])) < 0)
                                 return r;
@@ -1156,12 +1155,10 @@ int storage_obj_list(storage *s, storage_type t, const storage_query *q, json_t 
 
         if (!s || !type_valid(t))
                 return -EINVAL;
-        /* the base condition binds nothing: end `from` with a harmless "1" instead of "?" trick */
-        snprintf(from, sizeof from, " FROM obj_%s WHERE ?", storage_type_to_string(t));
+        snprintf(from, sizeof from, " FROM obj_%s WHERE 1", storage_type_to_string(t));
 
         LOCKED(s);
-        return list_run(s, "SELECT id, doc", from, &(bindv) { .kind = BIND_INT, .i = 1 }, 1, q, object_column, "id",
-                        NULL, ret_results, ret_count);
+        return list_run(s, "SELECT id, doc", from, NULL, 0, q, object_column, "id", NULL, ret_results, ret_count);
 }
 
 int storage_obj_find(storage *s, storage_type t, const char *field, const char *value, json_t **ret) {
@@ -1473,7 +1470,7 @@ int storage_events_list(storage *s, int64_t job_id, const storage_query *q, json
         snprintf(select, sizeof select, "SELECT job * %" PRIi64 " + counter, doc, job", EVENT_ID_FACTOR);
 
         LOCKED(s);
-        return list_run(s, select, " FROM job_events WHERE job = ?", &(bindv) { .kind = BIND_INT, .i = job_id }, 1,
+        return list_run(s, select, " FROM job_events WHERE job = ", &(bindv) { .kind = BIND_INT, .i = job_id }, 1,
                         q, event_column, "counter", "job", ret_results, ret_count);
 }
 

@@ -120,3 +120,9 @@ int storage_events_acked(storage *s, int64_t job_id, int64_t *ret_acked);
 int storage_events_list(storage *s, int64_t job_id, const storage_query *q, json_t **ret_results, int64_t *ret_count);
 /* Delete all events of a job (job delete). */
 int storage_events_delete(storage *s, int64_t job_id);
+
+/* The failed/changed flags storage derives for an event (as AWX: runner_on_failed,
+ * runner_item_on_failed, runner_on_unreachable, runner_on_async_failed, runner_on_error count as
+ * failed unless event_data.ignore_errors; changed = event_data.res.changed; playbook_on_stats:
+ * failed if any host has failures or dark, changed if any host changed). */
+void storage_event_flags(const json_t *event, bool *ret_failed, bool *ret_changed);
