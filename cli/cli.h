@@ -5,6 +5,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include "drover/http-client.h"
 #include "drover/macro.h"
@@ -101,7 +102,8 @@ extern const cli_command *const cli_commands[];     /* NULL terminated */
 /* Parse argv (without argv[0]): global options anywhere, the command words, the command's own
  * options and positional arguments. Global options are stored into *settings (flags only, no
  * resolution). Returns 0 with *ret_args filled, 1 when help was requested (text printed),
- * or -EINVAL for a usage error with ret_error set ("unknown option '--x'", ...). */
+ * or -EINVAL for a usage error with ret_error set ("unknown option '--x'", ...); then only
+ * ret_args->command is set (when the command words were recognised), for the usage line. */
 int cli_parse(int argc, char **argv, cli_settings *settings, cli_args *ret_args, char **ret_error);
 void cli_args_done(cli_args *a);
 
@@ -165,6 +167,17 @@ typedef struct cli_column {
  * columns, widths in UTF-8 characters, no trailing spaces. */
 void cli_table_render(FILE *f, const cli_column *columns, size_t n_columns, char *const *const *rows,
                       size_t n_rows);
+/* A table being built: add a row, then put each cell (taking ownership; a NULL value means the
+ * caller ran out of memory and makes cli_table_put fail with -ENOMEM). */
+typedef struct cli_table cli_table;
+int cli_table_new(const cli_column *columns, size_t n_columns, cli_table **ret);
+void cli_table_free(cli_table *t);
+static inline void cli_table_freep(cli_table **t) { if (*t) cli_table_free(*t); }
+#define _cleanup_cli_table_ _cleanup_(cli_table_freep)
+int cli_table_add_row(cli_table *t);
+int cli_table_put(cli_table *t, size_t column, char *value);
+void cli_table_print(const cli_table *t, FILE *f);
+
 /* Cut s to at most width characters (UTF-8 aware), ending in "..." when cut. Caller frees. */
 char *cli_truncate(const char *s, size_t width);
 size_t cli_utf8_width(const char *s);

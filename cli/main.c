@@ -1,2 +1,6 @@
-/* placeholder until the real main.c lands (owned by the cli engineer) */
-int main(void) { return 1; }
+/* main.c: droverctl, the drover command-line client. Everything lives in cli.c and cmd-*.c. */
+#include "cli.h"
+
+int main(int argc, char **argv) {
+        return cli_main(argc, argv);
+}
