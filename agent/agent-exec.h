@@ -72,6 +72,14 @@ bool project_cache_has(const char *state_dir, const char *hash, char **ret_path)
  * (via a temp dir + rename; rejects absolute paths, "..", links leaving the tree). */
 int project_cache_store(const char *state_dir, const char *hash, const void *tar, size_t size, char **ret_path);
 
+/* Extract an uncompressed ustar archive below the directory dir_fd: regular files (mode 0755 if
+ * any x bit, else 0644) and directories only; absolute names, "..", links and devices are refused;
+ * entry count and total size are limited. (added by job-dir.c; used by tests) */
+int tar_extract(int dir_fd, const void *tar, size_t size);
+/* Convert an `ansible-inventory --list --export` object into the YAML inventory plugin's
+ * structure {"all": {"hosts": {...}, "vars": {...}, "children": {...}}} (cycle safe). (added) */
+int job_inventory_convert(const json_t *export, json_t **ret);
+
 /* Create <state_dir>/jobs/<id>/ from an assignment (docs/protocol.md): env/extravars (JSON),
  * env/envvars, env/settings, inventory/hosts.json (the export-format inventory converted to the
  * YAML inventory plugin's structure), project symlink to project_path, artifacts dir, job.json.

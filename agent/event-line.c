@@ -44,7 +44,8 @@ int event_line_parse(const char *line, size_t len, int64_t expected_counter, jso
         if (!line || len > AGENT_EVENT_MAX_LINE)
                 goto malformed;
 
-        ev = json_loadb(line, len, 0, &err);
+        /* JSON_ALLOW_NUL: \u0000 in a module's output is legitimate; keep it (length-aware). */
+        ev = json_loadb(line, len, JSON_ALLOW_NUL, &err);
         if (!ev || !json_is_object(ev))
                 goto malformed;
         c = json_object_get(ev, "counter");

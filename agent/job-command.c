@@ -8,12 +8,10 @@
 #include <inttypes.h>
 #include <signal.h>
 
+#include "drover/json-util.h"
 #include "drover/log.h"
 #include "drover/util.h"
 
-#ifndef _cleanup_json_
-#define _cleanup_json_ _cleanup_(json_decrefp)
-#endif
 
 #define JOB_ENV_MAX_ENTRIES 1024
 #define JOB_ENV_MAX_VALUE (128u * 1024u)

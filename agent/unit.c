@@ -23,6 +23,7 @@
 struct unit_bus {
         pthread_mutex_t lock;
         sd_bus *bus;
+        char *address;          /* NULL: the system bus */
         bool direct;            /* peer-to-peer connection to PID 1 (no bus daemon) */
 };
 
@@ -69,8 +70,19 @@ static bool endswith_service(const char *name) {
         return n > 8 && streq(name + n - 8, ".service");
 }
 
+static int bus_connect(const char *address, bool direct, sd_bus **ret);
+
 static void bus_lock(unit_bus *b) {
         pthread_mutex_lock(&b->lock);
+        if (sd_bus_is_open(b->bus) <= 0) {
+                /* systemd re-executed (daemon-reexec) or the connection broke: connect again */
+                sd_bus *nb = NULL;
+                if (bus_connect(b->address, b->direct, &nb) >= 0) {
+                        sd_bus_flush_close_unref(b->bus);
+                        b->bus = nb;
+                        log_info("Reconnected to systemd.");
+                }
+        }
         bus_drain(b);
 }
 
@@ -78,25 +90,16 @@ static void bus_unlock(unit_bus *b) {
         pthread_mutex_unlock(&b->lock);
 }
 
-int unit_bus_open(const char *address, unit_bus **ret) {
-        _cleanup_free_ unit_bus *b = NULL;
+static int bus_connect(const char *address, bool direct, sd_bus **ret) {
         sd_bus *bus = NULL;
         int r;
 
-        b = calloc(1, sizeof *b);
-        if (!b)
-                return log_oom();
-
-        if (!address && geteuid() == 0 && access("/run/systemd/private", F_OK) == 0)
-                address = PRIVATE_ADDRESS;
-
         if (address) {
-                b->direct = strstr(address, "/systemd/private") != NULL;
                 r = sd_bus_new(&bus);
                 if (r < 0)
                         return log_error_errno(r, "Failed to allocate bus: %m");
                 r = sd_bus_set_address(bus, address);
-                if (r >= 0 && !b->direct)
+                if (r >= 0 && !direct)
                         r = sd_bus_set_bus_client(bus, true);
                 if (r >= 0)
                         r = sd_bus_start(bus);
@@ -110,7 +113,7 @@ int unit_bus_open(const char *address, unit_bus **ret) {
                         return log_error_errno(r, "Failed to connect to the system bus: %m");
         }
 
-        if (!b->direct) {
+        if (!direct) {
                 /* Through the bus daemon, systemd only sends signals to subscribers. */
                 sd_bus_error e = SD_BUS_ERROR_NULL;
                 r = sd_bus_call_method(bus, SD_DESTINATION, SD_PATH, SD_MANAGER, "Subscribe", &e, NULL, NULL);
@@ -118,13 +121,38 @@ int unit_bus_open(const char *address, unit_bus **ret) {
                         log_warning("Failed to subscribe to systemd signals: %s", e.message ? e.message : "?");
                 sd_bus_error_free(&e);
         }
+        *ret = bus;
+        return 0;
+}
 
+int unit_bus_open(const char *address, unit_bus **ret) {
+        _cleanup_free_ unit_bus *b = NULL;
+        int r;
+
+        b = calloc(1, sizeof *b);
+        if (!b)
+                return log_oom();
+
+        if (!address && geteuid() == 0 && access("/run/systemd/private", F_OK) == 0)
+                address = PRIVATE_ADDRESS;
+        if (address) {
+                b->address = strdup(address);
+                if (!b->address)
+                        return log_oom();
+                b->direct = strstr(address, "/systemd/private") != NULL;
+        }
+
+        r = bus_connect(b->address, b->direct, &b->bus);
+        if (r < 0) {
+                free(b->address);
+                return r;
+        }
         r = pthread_mutex_init(&b->lock, NULL);
         if (r != 0) {
-                sd_bus_flush_close_unref(bus);
+                sd_bus_flush_close_unref(b->bus);
+                free(b->address);
                 return log_error_errno(-r, "Failed to initialise mutex: %m");
         }
-        b->bus = bus;
         *ret = TAKE_PTR(b);
         return 0;
 }
@@ -134,6 +162,7 @@ void unit_bus_close(unit_bus *b) {
                 return;
         sd_bus_flush_close_unref(b->bus);
         pthread_mutex_destroy(&b->lock);
+        free(b->address);
         free(b);
 }
 
@@ -357,6 +386,12 @@ not_loaded:
         return 0;
 }
 
+/* A call that failed because the connection broke is repeated once on a fresh connection
+ * (bus_lock() reconnects). Only for idempotent calls: never for StartTransientUnit. */
+static bool bus_retryable(int r) {
+        return r == -ENOTCONN || r == -ECONNRESET || r == -EPIPE;
+}
+
 /* ---- starting ---- */
 
 typedef struct job_wait {
@@ -379,37 +414,54 @@ static int on_job_removed(sd_bus_message *m, void *userdata, sd_bus_error *error
         return 0;
 }
 
-/* The start job failed: describe why, from the unit if it is still loaded, else from the
- * result file its ExecStopPost= wrote (the unit is collected at once on failure). */
-static char *describe_start_failure(unit_bus *b, const unit_spec *spec, const char *job_result) {
+/* systemd's own exit statuses for failures between fork and exec (EXIT_CHDIR 200 ... EXIT_...
+ * 243): the command never ran. */
+static bool exec_stage_status(const char *status) {
+        char *end;
+        long n = strtol(status, &end, 10);
+        return *end == 0 && n >= 200 && n <= 243;
+}
+
+/* The start job did not end "done". With Type=exec that also happens when the command ran but
+ * exited (with a failure) before systemd noticed the exec succeeded; then the unit did start and
+ * its outcome is in the result file. Returns 0 in that case, else -EIO with *ret_msg saying why
+ * (from the result file the ExecStopPost= wrote, or the unit if it is still loaded). */
+static int check_start_failure(unit_bus *b, const unit_spec *spec, const char *job_result, char **ret_msg) {
         _cleanup_free_ char *path = NULL;
         char res[32] = "";
         uint32_t status = 0;
-        int r;
 
-        r = get_unit_path_locked(b, spec->name, &path);
-        if (r >= 0 && endswith_service(spec->name) &&
-            get_prop_string(b, path, SD_SERVICE, "Result", res, sizeof res) >= 0) {
-                sd_bus_error e = SD_BUS_ERROR_NULL;
-                if (sd_bus_get_property_trivial(b->bus, SD_DESTINATION, path, SD_SERVICE, "ExecMainStatus",
-                                                &e, 'i', &status) >= 0)
-                        return asprintf_safe("unit failed to start (job %s): Result=%s ExecMainStatus=%u",
-                                             job_result, res, status);
-                sd_bus_error_free(&e);
-        }
-
-        if (spec->result_path) {
+        if (spec->result_path && streq(job_result, "failed")) {
                 /* ExecStopPost runs after the start job ended: give it up to 2 s */
                 for (int i = 0; i < 200; i++) {
                         _cleanup_fclose_ FILE *f = fopen(spec->result_path, "re");
                         char a[32], c[32], d[32];
-                        if (f && fscanf(f, "%31s %31s %31s", a, c, d) == 3)
-                                return asprintf_safe("unit failed to start (job %s): Result=%s ExecMainStatus=%s",
-                                                     job_result, a, d);
+                        if (f && fscanf(f, "%31s %31s %31s", a, c, d) == 3) {
+                                if (!(streq(c, "exited") && exec_stage_status(d))) {
+                                        log_debug("%s ran and ended before its start job finished (%s %s %s)",
+                                                  spec->name, a, c, d);
+                                        return 0;
+                                }
+                                *ret_msg = asprintf_safe("unit failed to start: Result=%s ExecMainStatus=%s", a, d);
+                                return -EIO;
+                        }
                         usleep(10000);
                 }
         }
-        return asprintf_safe("unit failed to start: start job result '%s'", job_result);
+
+        if (get_unit_path_locked(b, spec->name, &path) >= 0 && endswith_service(spec->name) &&
+            get_prop_string(b, path, SD_SERVICE, "Result", res, sizeof res) >= 0) {
+                sd_bus_error e = SD_BUS_ERROR_NULL;
+                if (sd_bus_get_property_trivial(b->bus, SD_DESTINATION, path, SD_SERVICE, "ExecMainStatus",
+                                                &e, 'i', &status) >= 0) {
+                        *ret_msg = asprintf_safe("unit failed to start (job %s): Result=%s ExecMainStatus=%u",
+                                                 job_result, res, status);
+                        return -EIO;
+                }
+                sd_bus_error_free(&e);
+        }
+        *ret_msg = asprintf_safe("unit failed to start: start job result '%s'", job_result);
+        return -EIO;
 }
 
 int unit_start(unit_bus *b, const unit_spec *spec, char **ret_error) {
@@ -429,7 +481,7 @@ int unit_start(unit_bus *b, const unit_spec *spec, char **ret_error) {
 
         bus_lock(b);
 
-        r = sd_bus_match_signal(b->bus, &slot, b->direct ? NULL : SD_DESTINATION, SD_PATH, SD_MANAGER,
+        r = sd_bus_match_signal(b->bus, &slot, NULL, SD_PATH, SD_MANAGER,
                                 "JobRemoved", on_job_removed, &w);
         if (r < 0) {
                 msg = asprintf_safe("failed to watch systemd jobs: %s", strerror(-r));
@@ -479,12 +531,7 @@ int unit_start(unit_bus *b, const unit_spec *spec, char **ret_error) {
                 msg = asprintf_safe("start job of %s did not finish within 10 s", spec->name);
                 goto finish;
         }
-        if (!streq(w.result, "done")) {
-                r = -EIO;
-                msg = describe_start_failure(b, spec, w.result);
-                goto finish;
-        }
-        r = 0;
+        r = streq(w.result, "done") ? 0 : check_start_failure(b, spec, w.result, &msg);
 
 finish:
         sd_bus_slot_unref(slot);
@@ -503,7 +550,7 @@ finish:
 
 /* ---- stopping ---- */
 
-int unit_stop(unit_bus *b, const char *name) {
+static int unit_stop_once(unit_bus *b, const char *name) {
         _cleanup_free_ char *path = NULL;
         sd_bus_error e = SD_BUS_ERROR_NULL;
         int r;
@@ -525,7 +572,7 @@ int unit_stop(unit_bus *b, const char *name) {
         return r < 0 ? r : 0;
 }
 
-int unit_kill(unit_bus *b, const char *name, int signo) {
+static int unit_kill_once(unit_bus *b, const char *name, int signo) {
         _cleanup_free_ char *path = NULL;
         sd_bus_error e = SD_BUS_ERROR_NULL;
         int r;
@@ -552,7 +599,7 @@ int unit_kill(unit_bus *b, const char *name, int signo) {
 
 /* ---- inspecting ---- */
 
-int unit_get_state(unit_bus *b, const char *name, unit_state *ret) {
+static int unit_get_state_once(unit_bus *b, const char *name, unit_state *ret) {
         unit_state st;
         int r;
 
@@ -565,7 +612,7 @@ int unit_get_state(unit_bus *b, const char *name, unit_state *ret) {
         return 0;
 }
 
-int unit_list(unit_bus *b, const char *pattern, char ***ret_names) {
+static int unit_list_once(unit_bus *b, const char *pattern, char ***ret_names) {
         sd_bus_message *m = NULL, *reply = NULL;
         sd_bus_error e = SD_BUS_ERROR_NULL;
         _cleanup_strv_free_ char **names = NULL;
@@ -613,7 +660,7 @@ int unit_list(unit_bus *b, const char *pattern, char ***ret_names) {
         return 0;
 }
 
-int unit_get_property_u64(unit_bus *b, const char *name, const char *interface, const char *property, uint64_t *ret) {
+static int unit_get_property_u64_once(unit_bus *b, const char *name, const char *interface, const char *property, uint64_t *ret) {
         _cleanup_free_ char *path = NULL;
         sd_bus_error e = SD_BUS_ERROR_NULL;
         uint64_t v = 0;
@@ -632,4 +679,39 @@ int unit_get_property_u64(unit_bus *b, const char *name, const char *interface, 
                 return r;
         *ret = v;
         return 0;
+}
+
+int unit_stop(unit_bus *b, const char *name) {
+        int r = unit_stop_once(b, name);
+        if (bus_retryable(r))
+                r = unit_stop_once(b, name);
+        return r;
+}
+
+int unit_kill(unit_bus *b, const char *name, int signo) {
+        int r = unit_kill_once(b, name, signo);
+        if (bus_retryable(r))
+                r = unit_kill_once(b, name, signo);
+        return r;
+}
+
+int unit_get_state(unit_bus *b, const char *name, unit_state *ret) {
+        int r = unit_get_state_once(b, name, ret);
+        if (bus_retryable(r))
+                r = unit_get_state_once(b, name, ret);
+        return r;
+}
+
+int unit_list(unit_bus *b, const char *pattern, char ***ret_names) {
+        int r = unit_list_once(b, pattern, ret_names);
+        if (bus_retryable(r))
+                r = unit_list_once(b, pattern, ret_names);
+        return r;
+}
+
+int unit_get_property_u64(unit_bus *b, const char *name, const char *interface, const char *property, uint64_t *ret) {
+        int r = unit_get_property_u64_once(b, name, interface, property, ret);
+        if (bus_retryable(r))
+                r = unit_get_property_u64_once(b, name, interface, property, ret);
+        return r;
 }

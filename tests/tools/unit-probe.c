@@ -8,6 +8,11 @@
  *   unit-probe state NAME                       prints "loaded active sub result has_job"
  *   unit-probe prop NAME IFACE PROP             prints a uint64 property
  *   unit-probe stop NAME | kill NAME SIGNO | list PATTERN
+ *   unit-probe job STATE_DIR ASSIGNMENT_JSON PROJECT_DIR
+ *                                               the agent's execution path: job_dir_create,
+ *                                               job_command_build, job_command_unit_spec, unit_start
+ *                                               (callback from $PROBE_SHARE_DIR/callback); prints the unit
+ *   unit-probe outcome STATE_DIR JOB_ID [canceled]  prints "status rc explanation" (job_outcome)
  * Exit status 0 on success; on failure the error text goes to stderr and the status is 1
  * (2 for -EEXIST, 3 for usage). */
 #include <inttypes.h>
@@ -68,6 +73,79 @@ static int cmd_start(unit_bus *b, int argc, char **argv) {
         return 0;
 }
 
+static agent_config probe_config(char *state_dir) {
+        return (agent_config) {
+                .state_dir = state_dir,
+                .share_dir = getenv("PROBE_SHARE_DIR"),
+                .ansible_playbook = getenv("PROBE_ANSIBLE_PLAYBOOK"),
+                .unit = {
+                        .memory_max = env_u64("PROBE_MEMORY_MAX"),
+                        .cpu_quota_usec = env_u64("PROBE_CPU_QUOTA_USEC"),
+                        .tasks_max = env_u64("PROBE_TASKS_MAX"),
+                        .stop_timeout_usec = 10 * 1000000ULL,
+                        .user = getenv("PROBE_USER"),
+                },
+        };
+}
+
+static int cmd_job(unit_bus *b, char *state_dir, const char *assignment_path, const char *project) {
+        agent_config cfg = probe_config(state_dir);
+        json_error_t e;
+        json_t *a = json_load_file(assignment_path, 0, &e);
+        job_dir *d = NULL;
+        job_command cmd = {};
+        unit_spec spec;
+        char *err = NULL;
+        int r;
+
+        if (!a) {
+                fprintf(stderr, "%s: %s\n", assignment_path, e.text);
+                return 1;
+        }
+        r = job_dir_create(&cfg, a, project, &d);
+        json_decref(a);
+        if (r < 0)
+                return 1;
+        r = job_command_build(&cfg, d, &cmd);
+        if (r >= 0) {
+                job_command_unit_spec(&cfg, d, &cmd, &spec);
+                r = unit_start(b, &spec, &err);
+                if (r < 0)
+                        fprintf(stderr, "start failed (%s): %s\n", strerror(-r), strna(err));
+                else
+                        printf("%s\n", spec.name);
+        }
+        free(err);
+        job_command_done(&cmd);
+        job_dir_free(d);
+        return r < 0;
+}
+
+static int cmd_outcome(char *state_dir, const char *id, bool canceled) {
+        agent_config cfg = probe_config(state_dir);
+        job_dir *d = NULL;
+        job_unit_result u;
+        const char *status;
+        char *expl = NULL;
+        int rc, r;
+
+        r = job_dir_open(&cfg, strtoll(id, NULL, 10), &d);
+        if (r < 0) {
+                fprintf(stderr, "job dir: %s\n", strerror(-r));
+                return 1;
+        }
+        r = job_dir_read_unit_result(d, &u);
+        if (r >= 0)
+                r = job_outcome(&cfg, &u, canceled || job_dir_cancel_requested(d), &status, &rc, &expl);
+        if (r >= 0)
+                printf("%s %d %s\n", status, rc, strna(expl));
+        else
+                fprintf(stderr, "outcome: %s\n", strerror(-r));
+        free(expl);
+        job_dir_free(d);
+        return r < 0;
+}
+
 int main(int argc, char **argv) {
         unit_bus *b = NULL;
         int r, ret = 1;
@@ -81,7 +159,11 @@ int main(int argc, char **argv) {
                 return 1;
 
         const char *verb = argv[1];
-        if (streq(verb, "start") && argc >= 5)
+        if (streq(verb, "job") && argc == 5)
+                ret = cmd_job(b, argv[2], argv[3], argv[4]);
+        else if (streq(verb, "outcome") && argc >= 4)
+                ret = cmd_outcome(argv[2], argv[3], argc > 4 && streq(argv[4], "canceled"));
+        else if (streq(verb, "start") && argc >= 5)
                 ret = cmd_start(b, argc - 2, argv + 2);
         else if (streq(verb, "state")) {
                 unit_state st;
