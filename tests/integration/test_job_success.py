@@ -3,7 +3,7 @@ exactly as the callback wrote them, stdout and host summaries served, unit and d
 import json
 import os
 
-from drover_harness import DroverTestCase, main
+from drover_harness import DroverTestCase, main, wait_for
 
 
 class TestJobSuccess(DroverTestCase):
@@ -82,7 +82,9 @@ class TestDataDirRemoved(DroverTestCase):
         job = self.launch(self.template("ok.yml"))
         done = self.wait_job(job["id"])
         self.assertEqual(done["status"], "successful")
-        self.assertFalse(os.path.exists(self.agent.job_dir(job["id"])))
+        # the agent removes the dir right after the controller accepted the result
+        wait_for("the private data dir to be removed", lambda: not os.path.exists(self.agent.job_dir(job["id"])),
+                 timeout=10)
         self.assertEqual(self.units(), [])
 
 
