@@ -145,7 +145,6 @@ int job_command_build(const agent_config *cfg, const job_dir *d, job_command *re
                 { "ANSIBLE_LOCAL_TEMP", d->root, "/tmp" },
                 { "ANSIBLE_REMOTE_TEMP", "/tmp", NULL },
                 { "ANSIBLE_SSH_CONTROL_PATH_DIR", d->root, "/cp" },
-                { "ANSIBLE_GATHER_TIMEOUT", "10", NULL },
                 { "PYTHONUNBUFFERED", "1", NULL },
                 { "JOB_ID", buf, NULL },
         };
