@@ -62,6 +62,24 @@ static int config_error_at(yaml_doc *d, const char *path, const ynode *n, const 
         return -EINVAL;
 }
 
+/* Like ynode_check_keys(), but in the "key '<path>': ..." form every other config error uses. */
+static int config_check_keys(yaml_doc *d, const ynode *map, const char *prefix, const char *const *known) {
+        for (size_t i = 0; i < map->n_children; i++) {
+                bool found = false;
+                for (const char *const *k = known; *k; k++)
+                        if (map->keys[i] && streq(*k, map->keys[i])) {
+                                found = true;
+                                break;
+                        }
+                if (found)
+                        continue;
+                snprintf(d->error, sizeof d->error, "%s:%u:%u: key '%s%s': unknown key", d->path ? d->path : "<config>",
+                         map->key_lines[i], map->key_columns[i], prefix, strempty(map->keys[i]));
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static int config_string(yaml_doc *d, const ynode *map, const char *key, char **field) {
         const ynode *n = ynode_get(map, key);
         if (!n || n->kind == YNODE_NULL)
@@ -92,8 +110,8 @@ static int config_unit(yaml_doc *d, const ynode *u, agent_unit_defaults *ret) {
         if (u->kind == YNODE_NULL)
                 return 0;
         if (u->kind != YNODE_MAPPING)
-                return yaml_doc_error(d, u, "key 'unit': expected a mapping");
-        r = ynode_check_keys(d, u, "unit.", agent_config_unit_keys);
+                return yaml_doc_error(d, u, "key 'unit': expected a mapping, got '%s'", strempty(u->value));
+        r = config_check_keys(d, u, "unit.", agent_config_unit_keys);
         if (r < 0)
                 return r;
 
@@ -140,9 +158,9 @@ static int config_parse(yaml_doc *d, const char *path, agent_config *c) {
         if (!root || root->kind == YNODE_NULL)
                 return config_error_at(d, path, NULL, "key 'controller_url': required key missing (empty configuration)");
         if (root->kind != YNODE_MAPPING)
-                return yaml_doc_error(d, root, "expected a mapping of configuration keys");
+                return yaml_doc_error(d, root, "key 'controller_url': required key missing (the file is not a mapping of keys)");
 
-        r = ynode_check_keys(d, root, "", agent_config_keys);
+        r = config_check_keys(d, root, "", agent_config_keys);
         if (r < 0)
                 return r;
 

@@ -3,6 +3,7 @@
  * uploader.c (following a job's events file and uploading it). Not a contract for other modules. */
 #pragma once
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <jansson.h>
@@ -21,6 +22,10 @@ typedef struct agent agent;
 #define AGENT_BACKOFF_MIN_USEC (250 * 1000ULL)
 #define AGENT_BACKOFF_MAX_USEC (30 * 1000 * 1000ULL)
 #define AGENT_SECRET_MAX 4096
+#define AGENT_RECENT_MAX 256
+/* Written into a job dir that is kept (keep_job_dirs/keep_data_dir) once its run was reported or
+ * dropped: a restarted agent does not resume such a dir. */
+#define AGENT_JOB_DONE_FILE "done"
 
 /* One job run this node owns: lives in agent->jobs while its supervisor runs. */
 typedef struct agent_job {
@@ -53,6 +58,12 @@ struct agent {
         bool stopping;
         bool unreachable;               /* for "controller unreachable/reachable again" logging */
         bool ready;
+
+        /* (job, attempt) runs that ended here lately: a late re-sent assignment must not start them again */
+        struct {
+                int64_t job_id, attempt;
+        } recent[AGENT_RECENT_MAX];
+        size_t n_recent;
 
         pthread_mutex_t project_lock;   /* serialises project downloads/extraction */
 };
@@ -114,7 +125,9 @@ void uploader_wait(uploader *u, uint64_t max_usec);
 void uploader_rewind(uploader *u);
 
 /* ---- agent.c ---- */
-/* Run the agent until SIGTERM/SIGINT. Returns 0 on a clean stop, negative errno on a fatal error. */
+/* Run the agent until SIGTERM/SIGINT. Returns 0 on a clean stop, 1 on a stop that left threads
+ * running (a long-poll in flight: cfg must stay valid, the caller should _exit(0) at once),
+ * negative errno on a fatal error. */
 int agent_run(agent_config *cfg);
 
 /* ---- agent-config.c ---- */

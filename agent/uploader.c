@@ -1,0 +1,345 @@
+/* uploader.c: follows one job's events file (artifacts/<id>/job_events.jsonl, the spool) and uploads
+ * it to POST /api/agent/v1/jobs/<id>/events in batches (at most 1000 events or 4 MiB of lines).
+ * Only complete lines are read, starting at the acknowledged offset; the offset advances only up to
+ * the line carrying the controller's "acked" counter and is recorded in the job dir's ack file. */
+#include "agent-internal.h"
+#include "agent-exec.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+
+#include "drover/json-util.h"
+#include "drover/log.h"
+#include "drover/util.h"
+
+#define UPLOAD_MAX_EVENTS 1000u
+#define UPLOAD_MAX_BYTES (4u * 1024u * 1024u)
+#define UPLOAD_COALESCE_USEC (20 * 1000)
+#define UPLOAD_SCAN_CHUNK (64u * 1024u)
+
+int uploader_init(uploader *u, agent_job *j, job_dir *d) {
+        uint64_t offset = 0;
+        int64_t counter = 0;
+
+        int r = job_dir_read_ack(d, &offset, &counter);
+        if (r < 0) {
+                log_warning_errno(r, "Job %" PRId64 ": cannot read the acknowledged offset, uploading from the start: %m",
+                                  j->job_id);
+                offset = 0;
+                counter = 0;
+        }
+        *u = (uploader) {
+                .job = j,
+                .dir = d,
+                .acked_offset = offset,
+                .acked_counter = counter,
+                .inotify_fd = -1,
+        };
+
+        u->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (u->inotify_fd < 0)
+                log_debug_errno(-errno, "inotify_init1() failed, polling once a second: %m");
+        else if (inotify_add_watch(u->inotify_fd, d->artifacts,
+                                   IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO) < 0) {
+                log_debug_errno(-errno, "Cannot watch %s, polling once a second: %m", d->artifacts);
+                close(u->inotify_fd);
+                u->inotify_fd = -1;
+        }
+        return 0;
+}
+
+void uploader_done(uploader *u) {
+        if (u->inotify_fd >= 0)
+                close(u->inotify_fd);
+        u->inotify_fd = -1;
+}
+
+void uploader_rewind(uploader *u) {
+        u->rewind = true;
+}
+
+void uploader_wait(uploader *u, uint64_t max_usec) {
+        int timeout = (int) (max_usec / USEC_PER_MSEC);
+        if (u->inotify_fd < 0) {
+                usleep((useconds_t) max_usec);
+                return;
+        }
+        struct pollfd p = { .fd = u->inotify_fd, .events = POLLIN };
+        if (poll(&p, 1, timeout) > 0) {
+                char buf[4096];
+                usleep(UPLOAD_COALESCE_USEC);   /* let a burst of event lines land in one batch */
+                while (read(u->inotify_fd, buf, sizeof buf) > 0)
+                        ;
+        }
+}
+
+static int events_file_size(uploader *u, uint64_t *ret) {
+        struct stat st;
+        if (stat(u->dir->events_path, &st) < 0)
+                return -errno;
+        *ret = (uint64_t) st.st_size;
+        return 0;
+}
+
+bool uploader_complete(uploader *u, bool final) {
+        uint64_t size = 0;
+        if (u->rewind)
+                return false;
+        if (events_file_size(u, &size) < 0)
+                return true;    /* no events file: nothing to upload */
+        return size <= u->acked_offset;
+}
+
+static int pread_full(int fd, void *buf, size_t n, uint64_t off) {
+        size_t done = 0;
+        while (done < n) {
+                ssize_t k = pread(fd, (char *) buf + done, n - done, (off_t) (off + done));
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        return -ENODATA;  /* the file shrank */
+                done += (size_t) k;
+        }
+        return 0;
+}
+
+/* Find the end of the line starting at off. *ret_len: its length without '\n'; *ret_next: the
+ * offset after it. 0 if there is no complete line (and !final), 1 if found. */
+static int find_line_end(int fd, uint64_t off, uint64_t size, bool final, uint64_t *ret_len, uint64_t *ret_next) {
+        _cleanup_free_ char *chunk = malloc(UPLOAD_SCAN_CHUNK);
+        if (!chunk)
+                return -ENOMEM;
+        for (uint64_t p = off; p < size;) {
+                size_t n = (size_t) MIN((uint64_t) UPLOAD_SCAN_CHUNK, size - p);
+                int r = pread_full(fd, chunk, n, p);
+                if (r < 0)
+                        return r;
+                char *nl = memchr(chunk, '\n', n);
+                if (nl) {
+                        *ret_len = p + (uint64_t) (nl - chunk) - off;
+                        *ret_next = *ret_len + off + 1;
+                        return 1;
+                }
+                p += n;
+        }
+        if (!final || off >= size)
+                return 0;
+        *ret_len = size - off;
+        *ret_next = size;
+        return 1;
+}
+
+static json_t *oversized_placeholder(int64_t counter, uint64_t len) {
+        char uuid[37];
+        uuid_string(uuid);
+        _cleanup_free_ char *msg = asprintf_safe("[drover] malformed event line (%" PRIu64 " bytes) replaced", len);
+        if (!msg)
+                return NULL;
+        return json_pack("{s:s,s:I,s:s,s:s,s:{}}", "event", "warning", "counter", (json_int_t) counter,
+                         "uuid", uuid, "stdout", msg, "event_data");
+}
+
+typedef struct batch_entry {
+        int64_t counter;
+        uint64_t end;           /* file offset after this line */
+} batch_entry;
+
+typedef struct batch {
+        json_t *events;
+        batch_entry entries[UPLOAD_MAX_EVENTS];
+        size_t n;
+        int64_t expected;
+} batch;
+
+static int batch_add(uploader *u, batch *b, const char *line, size_t len, uint64_t real_len, uint64_t end) {
+        json_t *ev = NULL;
+        bool malformed = false;
+
+        if (!line)
+                ev = oversized_placeholder(b->expected, real_len);
+        else {
+                int r = event_line_parse(line, len, b->expected, &ev, &malformed);
+                if (r < 0)
+                        return r;
+        }
+        if (!ev)
+                return -ENOMEM;
+        if (!line || malformed)
+                log_warning("Job %" PRId64 ": malformed event line (%" PRIu64 " bytes) at counter %" PRId64 " replaced.",
+                            u->job->job_id, real_len, b->expected);
+
+        const json_t *c = json_object_get(ev, "counter");
+        int64_t counter = json_is_integer(c) ? json_integer_value(c) : b->expected;
+        if (json_array_append_new(b->events, ev) < 0)
+                return -ENOMEM;
+        b->entries[b->n++] = (batch_entry) { .counter = counter, .end = end };
+        b->expected = counter + 1;
+        return 0;
+}
+
+/* Fill the batch from the acknowledged offset. */
+static int batch_fill(uploader *u, int fd, uint64_t size, bool final, batch *b) {
+        uint64_t pos = u->acked_offset;
+        size_t wlen = (size_t) MIN((uint64_t) UPLOAD_MAX_BYTES, size - pos);
+        _cleanup_free_ char *buf = malloc(wlen + 1);
+        int r;
+
+        if (!buf)
+                return -ENOMEM;
+        r = pread_full(fd, buf, wlen, pos);
+        if (r < 0)
+                return r;
+
+        size_t p = 0;
+        while (b->n < UPLOAD_MAX_EVENTS && p < wlen) {
+                char *nl = memchr(buf + p, '\n', wlen - p);
+                if (nl) {
+                        size_t len = (size_t) (nl - (buf + p));
+                        r = batch_add(u, b, buf + p, len, len, pos + p + len + 1);
+                        if (r < 0)
+                                return r;
+                        p += len + 1;
+                        continue;
+                }
+                if (b->n > 0)
+                        break;  /* upload what we have; the rest starts the next batch */
+
+                if (pos + wlen == size) {
+                        /* an incomplete last line: only once the unit has finished */
+                        if (final) {
+                                r = batch_add(u, b, buf + p, wlen - p, wlen - p, size);
+                                if (r < 0)
+                                        return r;
+                        }
+                        break;
+                }
+
+                /* a single line longer than the window */
+                uint64_t len, next;
+                r = find_line_end(fd, pos, size, final, &len, &next);
+                if (r <= 0)
+                        return r;
+                if (len > AGENT_EVENT_MAX_LINE)
+                        r = batch_add(u, b, NULL, 0, len, next);
+                else {
+                        _cleanup_free_ char *line = malloc((size_t) len + 1);
+                        if (!line)
+                                return -ENOMEM;
+                        r = pread_full(fd, line, (size_t) len, pos);
+                        if (r >= 0)
+                                r = batch_add(u, b, line, (size_t) len, len, next);
+                }
+                if (r < 0)
+                        return r;
+                break;
+        }
+        return 0;
+}
+
+int uploader_run_once(uploader *u, http_client *c, bool final, char **ret_retry_after) {
+        agent_job *j = u->job;
+        _cleanup_close_ int fd = -1;
+        _cleanup_json_ json_t *body = NULL;
+        _cleanup_free_ batch *b = NULL;
+        uint64_t size;
+        int r;
+
+        if (u->rewind) {
+                log_notice("Job %" PRId64 ": the controller lost events, uploading them again.", j->job_id);
+                u->acked_offset = 0;
+                u->acked_counter = 0;
+                u->rewind = false;
+        }
+
+        fd = open(u->dir->events_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : log_warning_errno(-errno, "Cannot open %s: %m", u->dir->events_path);
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        size = (uint64_t) st.st_size;
+        if (size <= u->acked_offset)
+                return 0;
+
+        b = calloc(1, sizeof *b);
+        if (!b)
+                return -ENOMEM;
+        b->expected = u->acked_counter + 1;
+        b->events = json_array();
+        if (!b->events)
+                return -ENOMEM;
+        r = batch_fill(u, fd, size, final, b);
+        if (r < 0) {
+                json_decref(b->events);
+                return log_warning_errno(r, "Job %" PRId64 ": failed to read %s: %m", j->job_id, u->dir->events_path);
+        }
+        if (b->n == 0) {
+                json_decref(b->events);
+                return 0;
+        }
+
+        body = json_pack("{s:I,s:o}", "attempt", (json_int_t) j->attempt, "events", b->events);
+        if (!body)
+                return -ENOMEM;
+
+        _cleanup_free_ char *path = asprintf_safe("/api/agent/v1/jobs/%" PRId64 "/events", j->job_id);
+        if (!path)
+                return -ENOMEM;
+
+        http_response resp = {};
+        r = agent_request(j->agent, c, "POST", path, body, &resp);
+        if (r >= 0 && resp.status == 409) {
+                _cleanup_free_ char *why = agent_describe_failure(r, &resp);
+                log_notice("Job %" PRId64 ": event upload refused (%s); dropping this run.", j->job_id, strna(why));
+                http_response_clear(&resp);
+                return -ESTALE;
+        }
+        if (r < 0 || resp.status != 200) {
+                _cleanup_free_ char *why = agent_describe_failure(r, &resp);
+                if (agent_response_retryable(r, &resp))
+                        agent_note_reachable(j->agent, false, why);
+                else
+                        log_warning("Job %" PRId64 ": event upload refused: %s; retrying.", j->job_id, strna(why));
+                if (ret_retry_after && resp.retry_after)
+                        *ret_retry_after = strdup(resp.retry_after);
+                http_response_clear(&resp);
+                return -EAGAIN;
+        }
+        agent_note_reachable(j->agent, true, NULL);
+
+        const json_t *acked_j = json_object_get(resp.json, "acked");
+        int64_t acked = json_is_integer(acked_j) ? json_integer_value(acked_j) : -1;
+        http_response_clear(&resp);
+        if (acked < 0) {
+                log_warning("Job %" PRId64 ": event upload answer carries no \"acked\"; retrying.", j->job_id);
+                return -EAGAIN;
+        }
+        if (acked < u->acked_counter) {
+                uploader_rewind(u);
+                return 1;
+        }
+
+        /* Advance to the last line whose counter the controller holds contiguously. */
+        ssize_t idx = -1;
+        for (size_t i = 0; i < b->n; i++)
+                if (b->entries[i].counter <= acked)
+                        idx = (ssize_t) i;
+        if (idx < 0) {
+                log_warning("Job %" PRId64 ": controller acknowledged counter %" PRId64 " only, expected %" PRId64
+                            " or more; retrying.", j->job_id, acked, b->entries[0].counter);
+                return -EAGAIN;
+        }
+        u->acked_offset = b->entries[idx].end;
+        u->acked_counter = b->entries[idx].counter;
+        r = job_dir_write_ack(u->dir, u->acked_offset, u->acked_counter);
+        if (r < 0)
+                log_warning_errno(r, "Job %" PRId64 ": failed to record the acknowledged offset: %m", j->job_id);
+        log_debug("Job %" PRId64 ": %zu events uploaded, acknowledged up to counter %" PRId64 ".", j->job_id,
+                  (size_t) idx + 1, u->acked_counter);
+        return 1;
+}
