@@ -4,10 +4,7 @@
 #pragma once
 
 #include <jansson.h>
-/* jansson >= 2.14 defines json_decrefp() itself; keep drover's copy out of the way. */
-#define json_decrefp drover_json_decrefp_dup
 #include "drover/json-util.h"
-#undef json_decrefp
 
 #include "controller.h"
 #include "http.h"
@@ -66,6 +63,7 @@ struct api_resource {
         int (*render)(controller *c, const api_resource *r, const json_t *doc, json_t *out);
         /* Before delete (inside the transaction): 1 when it refused via resp. */
         int (*before_delete)(controller *c, const api_resource *r, const json_t *doc, http_response *resp);
+        bool schedule;              /* changes matter to the scheduler: run it and notify afterwards */
 };
 
 extern const api_resource api_res_organization, api_res_user, api_res_token, api_res_inventory,
@@ -82,9 +80,15 @@ json_t *api_defaults(const api_field *fields);
 /* Render a stored document for output (strips '_' keys, adds id/type/url/related/summary_fields). */
 int api_render(controller *c, const api_resource *r, const json_t *doc, json_t **ret);
 /* Validate `body` against r's fields and merge into `doc` (defaults already there on create).
- * partial: PATCH (missing required fields are fine). Returns 0, 1 with resp filled, or < 0. */
+ * partial: PATCH (missing required fields are fine). Returns 0, 1 with resp filled, or < 0.
+ * Name uniqueness is checked separately (api_check_unique), after r->check derived fields. */
 int api_validate_into(controller *c, const api_resource *r, const json_t *body, json_t *doc, bool partial,
                       http_response *resp);
+/* Name uniqueness (globally or within r->unique_scope). 0, 1 with resp filled, or < 0. */
+int api_check_unique(controller *c, const api_resource *r, const json_t *doc, http_response *resp);
+/* Convert one input value to the field's type (FKs checked); NULL with msg filled on a
+ * validation error. */
+json_t *api_convert_input(controller *c, const api_field *f, const json_t *v, char *msg, size_t msgsz);
 /* Parse a JSON-or-YAML mapping text ("" -> {}). -EINVAL if it is not a mapping. */
 int api_parse_vars(const char *text, json_t **ret);
 /* JSON value of a YAML text (scalars typed as YAML 1.1 core: ints, floats, bools, null). */
@@ -102,6 +106,8 @@ typedef struct api_list_spec {
         const storage_filter *extra; /* always applied (scoping), AND-ed */
         size_t n_extra;
         const char *default_order;
+        const int64_t *only_ids;     /* when set: only these ids (sorted ascending), checked in memory */
+        size_t n_only_ids;
 } api_list_spec;
 int api_list(controller *c, http_request *req, http_response *resp, const api_list_spec *spec);
 
@@ -109,6 +115,8 @@ int api_list(controller *c, http_request *req, http_response *resp, const api_li
  * (/inventories/7/hosts/ -> "inventory" = 7; POST forces it). */
 int api_obj_list(controller *c, http_request *req, http_response *resp, const api_resource *r,
                  const storage_filter *extra, size_t n_extra);
+int api_obj_list_ids(controller *c, http_request *req, http_response *resp, const api_resource *r,
+                     const int64_t *ids, size_t n_ids);
 int api_obj_get(controller *c, http_request *req, http_response *resp, const api_resource *r);
 int api_obj_create(controller *c, http_request *req, http_response *resp, const api_resource *r,
                    const char *parent_field, int64_t parent_id, int64_t *ret_id);

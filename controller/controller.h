@@ -82,7 +82,8 @@ void controller_slot_release(controller *c, unsigned *counter);
  * job_explanation on jobs that must wait. Called after launch, job end, heartbeat, enrollment,
  * instance changes, and once a second from a timer thread (which also marks lost nodes). */
 int scheduler_run(controller *c);
-/* AWX capacity of an instance document (cpu, memory, capacity override, capacity_adjustment). */
+/* AWX capacity of an instance document (cpu, memory, capacity override, capacity_adjustment);
+ * 0 for a node whose node_state is not "ready" (lost nodes show capacity 0). */
 int64_t scheduler_instance_capacity(const json_t *instance);
 /* The capacity the jobs waiting/running on an instance consume. */
 int64_t scheduler_consumed_capacity(controller *c, int64_t instance_id);

@@ -3,9 +3,7 @@
 #include <stdarg.h>
 
 #include <jansson.h>
-#define json_decrefp drover_json_decrefp_dup   /* json-util.h repeats jansson 2.14's json_decrefp */
 #include "drover/json-util.h"
-#undef json_decrefp
 
 #include "http.h"
 
