@@ -107,18 +107,23 @@ static json_t *yaml_scalar_to_json(const yaml_node_t *n) {
         return json_stringn(v, n->data.scalar.length);
 }
 
-static json_t *yaml_node_to_json(yaml_document_t *d, yaml_node_t *n, unsigned depth) {
+/* Aliases share nodes, so a small text can describe a huge tree ("billion laughs"): every
+ * conversion has a budget of nodes. */
+#define YAML_MAX_NODES 100000
+
+static json_t *yaml_node_to_json(yaml_document_t *d, yaml_node_t *n, unsigned depth, unsigned *budget) {
         _cleanup_json_ json_t *j = NULL;
 
-        if (!n || depth > 64)
+        if (!n || depth > 64 || *budget == 0)
                 return NULL;
+        (*budget)--;
         switch (n->type) {
         case YAML_SCALAR_NODE:
                 return yaml_scalar_to_json(n);
         case YAML_SEQUENCE_NODE:
                 j = json_array();
                 for (yaml_node_item_t *i = n->data.sequence.items.start; j && i < n->data.sequence.items.top; i++) {
-                        json_t *v = yaml_node_to_json(d, yaml_document_get_node(d, *i), depth + 1);
+                        json_t *v = yaml_node_to_json(d, yaml_document_get_node(d, *i), depth + 1, budget);
                         if (!v || json_array_append_new(j, v) < 0)
                                 return NULL;
                 }
@@ -129,7 +134,7 @@ static json_t *yaml_node_to_json(yaml_document_t *d, yaml_node_t *n, unsigned de
                         yaml_node_t *k = yaml_document_get_node(d, p->key);
                         if (!k || k->type != YAML_SCALAR_NODE)
                                 return NULL;
-                        json_t *v = yaml_node_to_json(d, yaml_document_get_node(d, p->value), depth + 1);
+                        json_t *v = yaml_node_to_json(d, yaml_document_get_node(d, p->value), depth + 1, budget);
                         if (!v || json_object_set_new(j, (const char *) k->data.scalar.value, v) < 0)
                                 return NULL;
                 }
@@ -152,7 +157,8 @@ int api_yaml_to_json(const char *text, json_t **ret) {
                 return -EINVAL;
         }
         yaml_node_t *root = yaml_document_get_root_node(&doc);
-        j = root ? yaml_node_to_json(&doc, root, 0) : json_null();
+        unsigned budget = YAML_MAX_NODES;
+        j = root ? yaml_node_to_json(&doc, root, 0, &budget) : json_null();
         yaml_document_delete(&doc);
         yaml_parser_delete(&parser);
         if (!j)
@@ -379,6 +385,14 @@ json_t *api_convert_input(controller *c, const api_field *f, const json_t *v, ch
         case AF_INT:
                 if (json_is_boolean(v) || !json_as_int(v, &i)) {
                         snprintf(msg, msgsz, "A valid integer is required.");
+                        return NULL;
+                }
+                if (f->min < f->max && i < f->min) {
+                        snprintf(msg, msgsz, "Ensure this value is greater than or equal to %" PRIi64 ".", f->min);
+                        return NULL;
+                }
+                if (f->min < f->max && i > f->max) {
+                        snprintf(msg, msgsz, "Ensure this value is less than or equal to %" PRIi64 ".", f->max);
                         return NULL;
                 }
                 return json_integer(i);
@@ -821,7 +835,7 @@ int api_list(controller *c, http_request *req, http_response *resp, const api_li
         if (!lfs || !sfs)
                 return -ENOMEM;
 
-        if ((s = http_query_get(req, "page")) && (!parse_int_text(s, &page) || page < 1))
+        if ((s = http_query_get(req, "page")) && (!parse_int_text(s, &page) || page < 1 || page > 1000000000))
                 return http_respond_detail(resp, 404, "Invalid page.");
         if ((s = http_query_get(req, "page_size")) && parse_int_text(s, &page_size)) {
                 if (page_size < 1)

@@ -14,6 +14,8 @@
 #define NUL AFF_NULLABLE
 #define FK(n, t, fl) { n, AF_FK, (fl) | NUL, NULL, 0, t }
 #define NOFK(n) { n, AF_FK, NUL, NULL, 0, _ST_INVALID }     /* resources drover lacks: only null */
+#define INT(n, def, lo, hi) { n, AF_INT, 0, def, .min = lo, .max = hi }
+#define BIG INT64_C(2147483647)
 
 static const char *const manual_kinds[] = { "", NULL };
 static const char *const job_types[] = { "run", "check", NULL };
@@ -23,7 +25,7 @@ static const char *const webhook_services[] = { "", "github", "gitlab", NULL };
 static const api_field organization_fields[] = {
         { "name", AF_STRING, REQ, NULL, 512 },
         { "description", AF_STRING },
-        { "max_hosts", AF_INT },
+        INT("max_hosts", NULL, 0, BIG),
         { "custom_virtualenv", AF_STRING, NUL | RO, "null" },
         NOFK("default_environment"),
         {}
@@ -96,9 +98,9 @@ static const api_field project_fields[] = {
         { "scm_delete_on_update", AF_BOOL },
         { "scm_track_submodules", AF_BOOL },
         { "scm_update_on_launch", AF_BOOL },
-        { "scm_update_cache_timeout", AF_INT },
+        INT("scm_update_cache_timeout", NULL, 0, BIG),
         { "allow_override", AF_BOOL },
-        { "timeout", AF_INT },
+        INT("timeout", NULL, -BIG, BIG),
         NOFK("default_environment"),
         NOFK("credential"),
         NOFK("signature_validation_credential"),
@@ -121,14 +123,14 @@ static const api_field job_template_fields[] = {
         FK("project", ST_PROJECT, 0),
         { "playbook", AF_STRING, 0, NULL, 1024 },
         { "scm_branch", AF_STRING, 0, NULL, 1024 },
-        { "forks", AF_INT },
+        INT("forks", NULL, 0, 10000),
         { "limit", AF_STRING, 0, NULL, 1024 * 1024 },
-        { "verbosity", AF_INT },
+        INT("verbosity", NULL, 0, 5),
         { "extra_vars", AF_JSON_STRING },
         { "job_tags", AF_STRING, 0, NULL, 1024 * 1024 },
         { "skip_tags", AF_STRING, 0, NULL, 1024 * 1024 },
         { "start_at_task", AF_STRING, 0, NULL, 1024 * 1024 },
-        { "timeout", AF_INT },
+        INT("timeout", NULL, -BIG, BIG),
         { "use_fact_cache", AF_BOOL },
         FK("organization", ST_ORGANIZATION, 0),
         NOFK("execution_environment"),
@@ -140,7 +142,7 @@ static const api_field job_template_fields[] = {
         { "become_enabled", AF_BOOL },
         { "diff_mode", AF_BOOL },
         { "allow_simultaneous", AF_BOOL },
-        { "job_slice_count", AF_INT, 0, "1" },
+        INT("job_slice_count", "1", 0, 1000),
         { "webhook_service", AF_STRING, 0, NULL, 16, 0, webhook_services },
         NOFK("webhook_credential"),
         { "force_handlers", AF_BOOL },
@@ -243,12 +245,12 @@ static const api_field instance_group_fields[] = {
         { "instances", AF_INT, RO },
         { "is_container_group", AF_BOOL },
         NOFK("credential"),
-        { "policy_instance_percentage", AF_INT },
-        { "policy_instance_minimum", AF_INT },
+        INT("policy_instance_percentage", NULL, 0, 100),
+        INT("policy_instance_minimum", NULL, 0, BIG),
         { "policy_instance_list", AF_JSON, 0, "[]" },
         { "pod_spec_override", AF_STRING, 0, NULL, 64 * 1024 },
-        { "max_concurrent_jobs", AF_INT },
-        { "max_forks", AF_INT },
+        INT("max_concurrent_jobs", NULL, 0, BIG),
+        INT("max_forks", NULL, 0, BIG),
         {}
 };
 

@@ -44,6 +44,7 @@ typedef struct api_field {
         unsigned max_length;      /* strings; 0: 1 MiB */
         storage_type fk;          /* AF_FK: target; _ST_INVALID: a resource drover lacks (only null) */
         const char *const *choices; /* AF_STRING: NULL-terminated allowed values */
+        int64_t min, max;         /* AF_INT: allowed range when min < max */
 } api_field;
 
 typedef struct api_resource api_resource;

@@ -257,13 +257,16 @@ static int stmt_get_unlocked(storage *s, const char *sql, stmt_handle *ret) {
 }
 
 static int stmt_fixed(storage *s, int which, stmt_handle *ret) {
+        pthread_mutex_lock(&s->lock);
         if (!s->fixed[which]) {
                 int rc = sqlite3_prepare_v3(s->db, fixed_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
                                             &s->fixed[which], NULL);
-                if (rc != SQLITE_OK)
-                        return sql_fail(s, rc, "prepare");
+                if (rc != SQLITE_OK) {
+                        int r = sql_fail(s, rc, "prepare");
+                        pthread_mutex_unlock(&s->lock);
+                        return r;
+                }
         }
-        pthread_mutex_lock(&s->lock);
         *ret = (stmt_handle) { s->fixed[which], true, s };
         return 0;
 }

@@ -304,6 +304,10 @@ static void test_pagination(void **state) {
         assert_true(json_is_null(json_object_get(p3, "next")));
         assert_string_equal(json_get_string(json_array_get(json_object_get(p3, "results"), 0), "name", ""), "page-org-0");
         json_decref(expect(404, "GET", "/api/v2/organizations/?page=99", NULL));
+        json_decref(expect(404, "GET", "/api/v2/organizations/?page=9223372036854775807&page_size=200", NULL));
+        json_decref(expect(404, "GET", "/api/v2/organizations/?page=0", NULL));
+        _cleanup_json_ json_t *big = expect(200, "GET", "/api/v2/organizations/?page_size=100000", NULL);
+        assert_int_equal((int64_t) json_array_size(json_object_get(big, "results")), json_get_int(big, "count", -1));
 }
 
 static void test_filters(void **state) {
@@ -376,6 +380,11 @@ static void test_projects_and_templates(void **state) {
         snprintf(body, sizeof body, "{\"name\": \"t\", \"inventory\": %" PRIi64 ", \"project\": %" PRIi64 ", \"playbook\": \"../demo/site.yml\"}",
                  inv, proj);
         json_decref(expect(400, "POST", "/api/v2/job_templates/", body));
+        snprintf(body, sizeof body, "{\"name\": \"t\", \"inventory\": %" PRIi64 ", \"project\": %" PRIi64
+                 ", \"playbook\": \"site.yml\", \"verbosity\": 9, \"job_type\": \"deploy\"}", inv, proj);
+        _cleanup_json_ json_t *j5 = expect(400, "POST", "/api/v2/job_templates/", body);
+        assert_string_equal(first_error(j5, "verbosity"), "Ensure this value is less than or equal to 5.");
+        assert_string_equal(first_error(j5, "job_type"), "\"deploy\" is not a valid choice.");
         assert_int_equal(count_of("/api/v2/job_templates/"), n);
 
         snprintf(body, sizeof body, "{\"name\": \"t\", \"inventory\": %" PRIi64 ", \"project\": %" PRIi64 ", \"playbook\": \"site.yml\"}",
@@ -415,6 +424,17 @@ static void test_extra_vars_round_trip(void **state) {
                 json_decref(got);
                 got = expectf(200, "GET", NULL, "/api/v2/job_templates/%" PRIi64 "/", id);
                 assert_string_equal(json_get_string(got, "extra_vars", "?"), texts[i]);
+        }
+        /* YAML aliases cannot blow up into a huge document */
+        {
+                _cleanup_free_ char *bomb = strdup("a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+                                                   "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+                                                   "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n");
+                json_t *j = NULL;
+                assert_int_equal(api_parse_vars(bomb, &j), -EINVAL);
+                assert_int_equal(api_parse_vars("a: &a [1, 2]\nb: *a\n", &j), 0);
+                assert_int_equal(json_array_size(json_object_get(j, "b")), 2);
+                json_decref(j);
         }
         /* a YAML template's vars reach the job as JSON, merged with the prompted ones */
         int64_t id = make_template("ev-merge", ", \"extra_vars\": \"---\\nfoo: 1\\nkeep: yes\\n\", \"ask_variables_on_launch\": true");
@@ -476,7 +496,13 @@ static void test_launch_prompts(void **state) {
         assert_int_equal(api_job_cancel(&F->c, jid), -EBUSY);
         snprintf(url, sizeof url, "/api/v2/jobs/?id=%" PRIi64 "&status=canceled", jid);
         assert_int_equal(count_of(url), 1);
+        _cleanup_json_ json_t *re = expectf(201, "POST", "{}", "/api/v2/jobs/%" PRIi64 "/relaunch/", jid);
+        assert_string_equal(json_get_string(re, "launch_type", ""), "relaunch");
+        assert_string_equal(json_get_string(re, "status", ""), "pending");
+        assert_string_equal(json_get_string(re, "limit", ""), "web");
+        assert_int_equal(json_get_int(re, "job_template", 0), id);
         json_decref(expectf(204, "DELETE", NULL, "/api/v2/jobs/%" PRIi64 "/", jid));
+        json_decref(expectf(404, "GET", NULL, "/api/v2/jobs/%" PRIi64 "/", jid));
 }
 
 static void test_job_output(void **state) {
