@@ -141,3 +141,8 @@ char *job_unit_name(int64_t job_id, char buf[static 64]);
  * *ret_explanation is malloc'ed or NULL. */
 int job_outcome(const agent_config *cfg, const job_unit_result *r, bool canceled, const char **ret_status,
                 int *ret_rc, char **ret_explanation);
+
+/* ---------------- job-podman.c: the container runtime ---------------- */
+/* The runtimes this node offers: always "systemd", plus "podman" when cfg->podman is enabled and
+ * its binary is executable. *ret is a new NULL-terminated strv. */
+int agent_runtimes(const agent_config *cfg, char ***ret);

@@ -20,6 +20,22 @@ typedef struct agent_unit_defaults {
         uint64_t stop_timeout_usec;  /* TimeoutStopUSec: grace between SIGTERM and SIGKILL; default 10 s */
 } agent_unit_defaults;
 
+/* Container runtime (issue: execution environments). Parsed from the `podman:` section. */
+typedef struct agent_podman_config {
+        bool enabled;                /* podman.enabled; default: true when `path` is executable */
+        char *path;                  /* podman.path; default "/usr/bin/podman" */
+        char **global_options;       /* podman.global_options: before the subcommand, e.g. ["--events-backend=file"] */
+        char **run_options;          /* podman.run_options: extra `podman run` options a site needs, e.g.
+                                      * ["--cgroups=disabled", "--ulimit=nofile=4096:4096", "--network=none"] */
+        char **pull_options;         /* podman.pull_options: extra `podman pull` options, e.g. ["--tls-verify=false"] */
+} agent_podman_config;
+
+/* Spool limits (issue: faults). Parsed from the `spool:` section. */
+typedef struct agent_spool_config {
+        uint64_t max_job_bytes;      /* spool.max_job_size: events file of one job; default 256M */
+        uint64_t max_total_bytes;    /* spool.max_total_size: all unacknowledged spool on the node; default 1G */
+} agent_spool_config;
+
 typedef struct agent_config {
         char *path;
         char *controller_url;        /* https://host:port */
@@ -37,6 +53,8 @@ typedef struct agent_config {
         uint64_t heartbeat_interval_usec;  /* default 10 s */
         int log_level;
         agent_unit_defaults unit;
+        agent_podman_config podman;
+        agent_spool_config spool;
 } agent_config;
 
 int agent_config_load(const char *path, agent_config **ret);

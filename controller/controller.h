@@ -99,6 +99,14 @@ bool scheduler_status_is_final(const char *status);
 /* ---- AWX API (api-*.c) ---- */
 /* Build the `ansible-inventory --list --export` JSON of an inventory. */
 int api_inventory_export(controller *c, int64_t inventory_id, json_t **ret);
+/* The execution environment a job runs in (api-ee.c). AWX's resolution order: the job's
+ * execution_environment (from its template or launch), then the project's default_environment, then
+ * the organization's default_environment, then the global default (controller config). *ret_ee is
+ * NULL when the job runs on the plain systemd runtime, else a new object
+ * {"id", "name", "image", "pull": "always"|"missing"|"never"|"", "auth": null |
+ *  {"registry", "username", "password"}} (auth decrypted: only ever sent to the node that runs the job).
+ * -EINVAL with *ret_error (malloc'ed) when the job names an EE that cannot be used. */
+int api_job_execution_environment(controller *c, const json_t *job, json_t **ret_ee, char **ret_error);
 /* Seed the Default organization, the default instance group and the admin user (first start). */
 int api_bootstrap(controller *c);
 /* Cancel a job (sets _cancel_requested, or cancels a pending job at once); -EBUSY if final. */

@@ -125,7 +125,7 @@ static json_t *job_extra_vars(const json_t *job) {
 
 /* Everything of the assignment but "attempt" (set in the transaction). On a job that cannot run
  * at all (no project, no inventory...) returns -EINVAL with *ret_error set. */
-static int assignment_build(controller *c, const json_t *job, json_t **ret, char **ret_error) {
+static int assignment_build(controller *c, const json_t *job, const json_t *ee, json_t **ret, char **ret_error) {
         _cleanup_json_ json_t *project = NULL, *inventory = NULL, *a = NULL;
         _cleanup_free_ char *dir = NULL;
         int64_t job_id = json_get_int(job, "id", 0);
@@ -180,8 +180,24 @@ static int assignment_build(controller *c, const json_t *job, json_t **ret, char
                       "env");
         if (!a)
                 return -ENOMEM;
+        if (json_object_set_new(a, "execution_environment", ee ? json_deep_copy(ee) : json_null()) < 0)
+                return -ENOMEM;
         *ret = TAKE_PTR(a);
         return 0;
+}
+
+/* Does the instance offer a runtime ("systemd", "podman")? */
+static bool instance_offers(const json_t *inst, const char *runtime) {
+        const json_t *rt = json_object_get(inst, "runtimes");
+        size_t i;
+        json_t *v;
+
+        if (!json_is_array(rt))
+                return streq(runtime, "systemd");
+        json_array_foreach(rt, i, v)
+                if (json_is_string(v) && streq(json_string_value(v), runtime))
+                        return true;
+        return false;
 }
 
 typedef struct assign_ctx {
@@ -307,13 +323,22 @@ static int schedule_job(controller *c, json_t *job, int64_t default_group, sched
                         uint64_t now, bool *ret_assigned) {
         _cleanup_free_ int64_t *members = NULL;
         _cleanup_free_ char *details = NULL, *explanation = NULL, *error = NULL;
-        _cleanup_json_ json_t *group = NULL;
+        _cleanup_json_ json_t *group = NULL, *ee = NULL;
         int64_t job_id = json_get_int(job, "id", 0), group_id, impact;
         sched_instance *best = NULL;
-        size_t n_members = 0;
+        size_t n_members = 0, n_podman = 0;
         int r;
 
         *ret_assigned = false;
+        r = api_job_execution_environment(c, job, &ee, &error);
+        if (r == -EINVAL) {
+                log_warning("Job %" PRId64 " cannot run: %s", job_id, strna(error));
+                r = job_fail(c, job_id, error ? error : "The job's execution environment cannot be used.");
+                controller_notify(c);
+                return r;
+        }
+        if (r < 0)
+                return r;
         group_id = json_get_int(job, "instance_group", 0);
         if (group_id <= 0)
                 group_id = default_group;
@@ -332,11 +357,16 @@ static int schedule_job(controller *c, json_t *job, int64_t default_group, sched
 
                 if (!si)
                         continue;
-                if (si->why_not)
+                if (ee && !instance_offers(si->doc, "podman"))
+                        d = asprintf_safe("%s%s%s: no podman runtime", strempty(details), details ? ", " : "",
+                                          json_get_string(si->doc, "hostname", "?"));
+                else if (si->why_not)
                         d = asprintf_safe("%s%s%s: %s", strempty(details), details ? ", " : "",
                                           json_get_string(si->doc, "hostname", "?"), si->why_not);
                 else {
                         int64_t free_cap = si->capacity - si->consumed;
+                        if (ee)
+                                n_podman++;
                         d = asprintf_safe("%s%s%s: %" PRId64 " free", strempty(details), details ? ", " : "",
                                           json_get_string(si->doc, "hostname", "?"), MAX(free_cap, (int64_t) 0));
                         if (free_cap >= impact && (!best || free_cap > best->capacity - best->consumed))
@@ -348,6 +378,27 @@ static int schedule_job(controller *c, json_t *job, int64_t default_group, sched
                 details = TAKE_PTR(d);
         }
 
+        if (!best && ee && n_podman == 0 && n_members > 0) {
+                bool any_podman = false;
+                for (size_t i = 0; i < n_members; i++) {
+                        sched_instance *si = instance_lookup(c, cache, n_cache, members[i], now);
+                        if (si && instance_offers(si->doc, "podman"))
+                                any_podman = true;
+                }
+                if (!any_podman) {
+                        /* never fall back to running a container job without its container */
+                        explanation = asprintf_safe("No instance in group '%s' offers the podman runtime needed by "
+                                                    "execution environment '%s' (%s): %s", gname,
+                                                    json_get_string(ee, "name", "?"), json_get_string(ee, "image", "?"),
+                                                    strempty(details));
+                        if (!explanation)
+                                return -ENOMEM;
+                        log_warning("Job %" PRId64 " cannot run: %s", job_id, explanation);
+                        r = job_fail(c, job_id, explanation);
+                        controller_notify(c);
+                        return r;
+                }
+        }
         if (!best) {
                 if (n_members == 0)
                         explanation = asprintf_safe("Waiting for capacity: instance group '%s' has no instances", gname);
@@ -366,7 +417,7 @@ static int schedule_job(controller *c, json_t *job, int64_t default_group, sched
                 .impact = impact,
                 .hostname = json_get_string(best->doc, "hostname", ""),
         };
-        r = assignment_build(c, job, &a.assignment, &error);
+        r = assignment_build(c, job, ee, &a.assignment, &error);
         if (r == -EINVAL) {
                 log_warning("Job %" PRId64 " cannot run: %s", job_id, strna(error));
                 r = job_fail(c, job_id, error ? error : "The job could not be prepared.");
