@@ -34,6 +34,17 @@ class HostSystemd:
         return ""
 
 
+def preferred_port(port):
+    """drover's usual port when it is free, else any free loopback port."""
+    import socket
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            return h.free_port()
+
+
 def main():
     workdir = os.environ.get("DROVER_DEMO_DIR", "/var/tmp/drover-demo")
     shutil.rmtree(workdir, ignore_errors=True)
@@ -49,7 +60,7 @@ def main():
     controller = agent = None
     try:
         psd.start()
-        controller = h.Controller(workdir, admin_password=None)
+        controller = h.Controller(workdir, admin_password=None, port=preferred_port(8443))
         controller.start()
         print("demo: controller listening on %s (log: %s)" % (controller.base, controller.log_path))
         project_dir = os.path.join(controller.projects_root, "demo")
