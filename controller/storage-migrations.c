@@ -74,8 +74,25 @@ static const char *const migration_1[] = {
         NULL,
 };
 
+/* credential types, credentials and execution environments (issue 5) */
+static const char *const migration_2[] = {
+        OBJ_TABLE("credential_types"),
+        OBJ_INDEX("credential_types", "name"),
+
+        OBJ_TABLE("credentials"),
+        OBJ_INDEX("credentials", "name"),
+        OBJ_INDEX("credentials", "organization"),
+        OBJ_INDEX("credentials", "credential_type"),
+
+        OBJ_TABLE("execution_environments"),
+        OBJ_INDEX("execution_environments", "name"),
+        OBJ_INDEX("execution_environments", "organization"),
+        NULL,
+};
+
 const storage_migration storage_migrations[] = {
         { 1, migration_1 },
+        { 2, migration_2 },
 };
 
 const size_t storage_migrations_count = sizeof(storage_migrations) / sizeof(storage_migrations[0]);

@@ -103,6 +103,9 @@ static const char *const storage_type_table[_ST_MAX] = {
         [ST_INSTANCE] = "instances",
         [ST_INSTANCE_GROUP] = "instance_groups",
         [ST_ENROLLMENT_TOKEN] = "enrollment_tokens",
+        [ST_CREDENTIAL_TYPE] = "credential_types",
+        [ST_CREDENTIAL] = "credentials",
+        [ST_EXECUTION_ENVIRONMENT] = "execution_environments",
 };
 
 const char *storage_type_to_string(storage_type t) {

@@ -30,6 +30,9 @@ typedef enum storage_type {
         ST_INSTANCE,
         ST_INSTANCE_GROUP,
         ST_ENROLLMENT_TOKEN,
+        ST_CREDENTIAL_TYPE,         /* added by issue5-api (credential types, credentials, EEs) */
+        ST_CREDENTIAL,
+        ST_EXECUTION_ENVIRONMENT,
         _ST_MAX,
         _ST_INVALID = -EINVAL,
 } storage_type;

@@ -12,7 +12,13 @@
 #include <sqlite3.h>
 
 #include "drover/json-util.h"
+#include "storage-migrations.h"
 #include "storage.h"
+
+/* The schema version a fresh database reaches: the last migration's. */
+static int latest_version(void) {
+        return storage_migrations[storage_migrations_count - 1].version;
+}
 
 typedef struct fixture {
         char dir[64];
@@ -100,7 +106,7 @@ static void test_open_url(void **state) {
         /* a plain path and sqlite:// work too */
         snprintf(url, sizeof url, "%s/plain.db", f->dir);
         assert_int_equal(storage_open(url, &s), 0);
-        assert_int_equal(storage_schema_version(s), 1);
+        assert_int_equal(storage_schema_version(s), latest_version());
         storage_close(s);
         snprintf(url, sizeof url, "sqlite://%s/plain.db", f->dir);
         assert_int_equal(storage_open(url, &s), 0);
@@ -150,6 +156,19 @@ static void test_crud(void **state) {
 
         _cleanup_json_ json_t *arr = J("[1]");
         assert_int_equal(storage_obj_create(f->s, ST_ORGANIZATION, arr, NULL), -EINVAL);
+}
+
+/* Every storage type has its table (a type added without a migration fails here). */
+static void test_all_types(void **state) {
+        fixture *f = *state;
+        for (int t = 0; t < _ST_MAX; t++) {
+                _cleanup_json_ json_t *got = NULL;
+                int64_t id = create(f->s, (storage_type) t, "{\"name\": \"x\"}");
+                assert_non_null(storage_type_to_string((storage_type) t));
+                assert_int_equal(storage_type_from_string(storage_type_to_string((storage_type) t)), t);
+                assert_int_equal(storage_obj_get(f->s, (storage_type) t, id, &got), 0);
+                assert_int_equal(storage_obj_delete(f->s, (storage_type) t, id), 0);
+        }
 }
 
 static void seed_hosts(storage *s) {
@@ -565,12 +584,12 @@ static void test_reopen(void **state) {
         int64_t id = create(f->s, ST_PROJECT, "{\"name\": \"p\"}");
         _cleanup_json_ json_t *b = batch((int64_t[]) { 1, 2 }, 2);
         assert_int_equal(storage_events_insert(f->s, 3, 1, b, NULL), 0);
-        assert_int_equal(storage_schema_version(f->s), 1);
+        assert_int_equal(storage_schema_version(f->s), latest_version());
         storage_close(f->s);
         f->s = NULL;
 
         assert_int_equal(storage_open(f->path, &f->s), 0);
-        assert_int_equal(storage_schema_version(f->s), 1);
+        assert_int_equal(storage_schema_version(f->s), latest_version());
         assert_int_equal(storage_obj_get(f->s, ST_PROJECT, id, &got), 0);
         assert_string_equal(json_string_value(json_object_get(got, "name")), "p");
         int64_t acked = 0;
@@ -583,8 +602,8 @@ static void test_reopen(void **state) {
         assert_int_equal(sqlite3_open_v2(f->path + strlen("sqlite:"), &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
         assert_int_equal(sqlite3_prepare_v2(db, "SELECT COUNT(*), MAX(version) FROM schema_version", -1, &st, NULL), SQLITE_OK);
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        assert_int_equal(sqlite3_column_int(st, 0), 1);
-        assert_int_equal(sqlite3_column_int(st, 1), 1);
+        assert_int_equal(sqlite3_column_int(st, 0), (int) storage_migrations_count);
+        assert_int_equal(sqlite3_column_int(st, 1), latest_version());
         sqlite3_finalize(st);
         assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -610,6 +629,46 @@ static void test_reopen(void **state) {
         assert_int_equal(sqlite3_exec(db, "DELETE FROM schema_version WHERE version = 1000", NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(storage_open(f->path, &f->s), 0);
+}
+
+/* A database left at schema version 1 (later migrations' tables dropped again) is migrated to
+ * the latest version at open, keeping its data. */
+static void test_upgrade(void **state) {
+        fixture *f = *state;
+        const char *file = f->path + strlen("sqlite:");
+        _cleanup_json_ json_t *got = NULL;
+        sqlite3 *db = NULL;
+
+        if (storage_migrations_count < 2)
+                skip();
+        int64_t id = create(f->s, ST_HOST, "{\"name\": \"kept\"}");
+        storage_close(f->s);
+        f->s = NULL;
+
+        assert_int_equal(sqlite3_open(file, &db), SQLITE_OK);
+        for (size_t i = 1; i < storage_migrations_count; i++)
+                for (const char *const *sql = storage_migrations[i].statements; *sql; sql++) {
+                        char name[128], drop[192];
+                        const char *kind = NULL;
+                        if (sscanf(*sql, "CREATE TABLE %127s", name) == 1)
+                                kind = "TABLE";
+                        else if (sscanf(*sql, "CREATE INDEX %127s", name) == 1)
+                                kind = "INDEX";
+                        else {
+                                sqlite3_close(db);
+                                skip();  /* a migration this test cannot undo */
+                        }
+                        snprintf(drop, sizeof drop, "DROP %s IF EXISTS %s", kind, name);
+                        assert_int_equal(sqlite3_exec(db, drop, NULL, NULL, NULL), SQLITE_OK);
+                }
+        assert_int_equal(sqlite3_exec(db, "DELETE FROM schema_version WHERE version > 1", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+
+        assert_int_equal(storage_open(f->path, &f->s), 0);
+        assert_int_equal(storage_schema_version(f->s), latest_version());
+        assert_int_equal(storage_obj_get(f->s, ST_HOST, id, &got), 0);
+        assert_string_equal(json_string_value(json_object_get(got, "name")), "kept");
+        test_all_types(state);
 }
 
 typedef struct tx_args {
@@ -695,6 +754,7 @@ int main(void) {
                 cmocka_unit_test(test_type_names),
                 cmocka_unit_test_setup_teardown(test_open_url, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_crud, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_all_types, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_filters, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_or_group_order_paging, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_relations, setup, teardown),
@@ -703,6 +763,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_event_json, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_events_bulk, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_upgrade, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         };
