@@ -507,7 +507,17 @@ static int work_answer(controller *c, int64_t instance_id, const json_t *running
                         continue;
                 if (running_contains(running, json_get_int(j, "id", 0), json_get_int(j, "_attempt", 0)))
                         continue;
-                if (json_array_append(assignments, (json_t *) a) < 0)
+                /* the stored assignment keeps registry secrets encrypted; only the copy sent to the
+                 * node that runs the job carries them in clear (over TLS) */
+                json_t *copy = json_deep_copy(a);
+                if (!copy)
+                        return -ENOMEM;
+                r = api_ee_assignment_unseal(c, copy);
+                if (r < 0) {
+                        json_decref(copy);
+                        return r;
+                }
+                if (json_array_append_new(assignments, copy) < 0)
                         return -ENOMEM;
         }
         answer = json_pack("{s:O}", "assignments", assignments);

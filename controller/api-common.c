@@ -210,7 +210,8 @@ static int add_summary(controller *c, json_t *summary, const char *key, storage_
         if (!s)
                 return -ENOMEM;
         static const char *const keys[] = { "name", "description", "kind", "status", "scm_type", "hostname",
-                                            "username", "first_name", "last_name", "is_container_group", NULL };
+                                            "username", "first_name", "last_name", "is_container_group", "image",
+                                            "cloud", NULL };
         for (size_t i = 0; keys[i]; i++) {
                 json_t *v = json_object_get(o, keys[i]);
                 if (v)

@@ -241,6 +241,9 @@ static int op_launch(storage *s, void *userdata) {
         json_object_set_new(op->job, "_instance", json_null());
         json_object_set_new(op->job, "_cancel_requested", json_false());
         json_object_set_new(op->job, "_keep_data_dir", json_false());
+        q = api_ee_resolve_at_launch(op->c, op->job);
+        if (q < 0)
+                return q;
 
         q = storage_obj_create(s, ST_JOB, op->job, &op->id);
         if (q < 0)

@@ -15,7 +15,8 @@
 int api_root(controller *c, http_request *req, http_response *resp) {
         static const char *const endpoints[] = {
                 "ping", "config", "me", "tokens", "organizations", "users", "inventories", "hosts", "groups",
-                "projects", "job_templates", "jobs", "instances", "instance_groups", "unified_job_templates", NULL,
+                "projects", "job_templates", "jobs", "instances", "instance_groups", "unified_job_templates",
+                "credential_types", "credentials", "execution_environments", NULL,
         };
         json_t *out = json_object();
 
@@ -448,5 +449,11 @@ int api_bootstrap(controller *c) {
         if (q < 0)
                 return log_error_errno(q, "Failed to create the default instance group: %m");
 
+        q = api_credential_bootstrap(c);
+        if (q < 0)
+                return q;
+        q = api_ee_bootstrap(c);
+        if (q < 0)
+                return q;
         return bootstrap_admin(c);
 }

@@ -27,7 +27,7 @@ static const api_field organization_fields[] = {
         { "description", AF_STRING },
         INT("max_hosts", NULL, 0, BIG),
         { "custom_virtualenv", AF_STRING, NUL | RO, "null" },
-        NOFK("default_environment"),
+        FK("default_environment", ST_EXECUTION_ENVIRONMENT, 0),
         {}
 };
 
@@ -101,7 +101,7 @@ static const api_field project_fields[] = {
         INT("scm_update_cache_timeout", NULL, 0, BIG),
         { "allow_override", AF_BOOL },
         INT("timeout", NULL, -BIG, BIG),
-        NOFK("default_environment"),
+        FK("default_environment", ST_EXECUTION_ENVIRONMENT, 0),
         NOFK("credential"),
         NOFK("signature_validation_credential"),
         { "local_path", AF_STRING, 0, NULL, 1024 },
@@ -133,7 +133,7 @@ static const api_field job_template_fields[] = {
         INT("timeout", NULL, -BIG, BIG),
         { "use_fact_cache", AF_BOOL },
         FK("organization", ST_ORGANIZATION, 0),
-        NOFK("execution_environment"),
+        FK("execution_environment", ST_EXECUTION_ENVIRONMENT, 0),
         { "host_config_key", AF_STRING, 0, NULL, 1024 },
         ASK("scm_branch"), ASK("diff_mode"), ASK("variables"), ASK("limit"), ASK("tags"), ASK("skip_tags"),
         ASK("job_type"), ASK("verbosity"), ASK("inventory"), ASK("credential"), ASK("execution_environment"),
@@ -175,7 +175,7 @@ static const api_field job_fields[] = {
         { "use_fact_cache", AF_BOOL, RO },
         FK("organization", ST_ORGANIZATION, RO),
         { "diff_mode", AF_BOOL, RO },
-        { "execution_environment", AF_FK, RO | NUL, NULL, 0, _ST_INVALID },
+        FK("execution_environment", ST_EXECUTION_ENVIRONMENT, RO),
         FK("job_template", ST_JOB_TEMPLATE, RO),
         FK("unified_job_template", ST_JOB_TEMPLATE, RO),
         { "launch_type", AF_STRING, RO, "\"manual\"" },
@@ -258,7 +258,7 @@ static const api_field instance_group_fields[] = {
 
 const api_resource api_res_organization = {
         ST_ORGANIZATION, "organizations", "organization", "Organization", organization_fields, "name", NULL,
-        RELATED("inventories", "projects", "job_templates", "instance_groups"),
+        RELATED("inventories", "projects", "job_templates", "instance_groups", "credentials", "execution_environments"),
 };
 const api_resource api_res_user = {
         ST_USER, "users", "user", "User", user_fields, "username", NULL, NULL,
@@ -305,7 +305,8 @@ const api_resource *api_resource_of(storage_type t) {
         static const api_resource *const all[] = {
                 &api_res_organization, &api_res_user, &api_res_token, &api_res_inventory, &api_res_host,
                 &api_res_group, &api_res_project, &api_res_job_template, &api_res_job, &api_res_instance,
-                &api_res_instance_group,
+                &api_res_instance_group, &api_res_credential_type, &api_res_credential,
+                &api_res_execution_environment,
         };
         for (size_t i = 0; i < ELEMENTSOF(all); i++)
                 if (all[i]->type == t)

@@ -24,6 +24,9 @@ CRUD(job_template)
 CRUD(job)
 CRUD(instance)
 CRUD(instance_group)
+CRUD(credential_type)
+CRUD(credential)
+CRUD(execution_environment)
 
 /* /<parent>/<id>/<children>/ scoped by the children's foreign key; POST creates inside the parent */
 #define SUBLIST(name, res, fkf)                                                                       \
@@ -40,6 +43,9 @@ SUBLIST(organization_inventories, inventory, "organization")
 SUBLIST(organization_projects, project, "organization")
 SUBLIST(organization_job_templates, job_template, "organization")
 SUBLIST(job_template_jobs, job, "job_template")
+SUBLIST(credential_type_credentials, credential, "credential_type")
+SUBLIST(organization_credentials, credential, "organization")
+SUBLIST(organization_execution_environments, execution_environment, "organization")
 
 #define REL(name, parent_res, child_res, r, rev, create)                                               \
         static const api_relation name##_rel = { &api_res_##parent_res, &api_res_##child_res, r, rev, create }; \
@@ -90,6 +96,12 @@ const http_route api_routes[] = {
         RES("projects", project, U),
         RES("job_templates", job_template, U),
         RES("instance_groups", instance_group, A),
+        RES("credential_types", credential_type, A),
+        RES("credentials", credential, U),
+        RES("execution_environments", execution_environment, A),
+        SUB("credential_types/%/credentials/", credential_type_credentials),
+        SUB("organizations/%/credentials/", organization_credentials),
+        SUB("organizations/%/execution_environments/", organization_execution_environments),
 
         { "GET", API_PREFIX "jobs/", U, job_list },
         { "GET", API_PREFIX "jobs/%/", U, job_get },

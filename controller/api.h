@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include "drover/json-util.h"
+#include "drover/crypto.h"
 
 #include "controller.h"
 #include "http.h"
@@ -70,6 +71,8 @@ struct api_resource {
 extern const api_resource api_res_organization, api_res_user, api_res_token, api_res_inventory,
         api_res_host, api_res_group, api_res_project, api_res_job_template, api_res_job,
         api_res_instance, api_res_instance_group;
+/* added by issue5-api */
+extern const api_resource api_res_credential_type, api_res_credential, api_res_execution_environment;
 const api_resource *api_resource_of(storage_type t);
 const api_field *api_field_find(const api_field *fields, const char *name);
 
@@ -163,6 +166,22 @@ int api_inventory_script(controller *c, http_request *req, http_response *resp);
 int api_user_check(controller *c, const api_resource *r, json_t *doc, int64_t id, http_response *resp);
 int api_render_instance(controller *c, const api_resource *r, const json_t *doc, json_t *out);
 int api_render_instance_group(controller *c, const api_resource *r, const json_t *doc, json_t *out);
+
+/* ---- api-credential.c ---- */
+/* Seed the managed credential types (AWX's names) that are missing. */
+int api_credential_bootstrap(controller *c);
+/* The AES-GCM key for secrets at rest (<state_dir>/secret.key, created 0600 if missing; cached). */
+int api_credential_key(controller *c, crypto_key *ret);
+/* One input of a credential document as plaintext (secrets decrypted; "" when unset). */
+int api_credential_input(controller *c, const json_t *cred, const char *id, char **ret);
+
+/* ---- api-ee.c ---- */
+/* Seed the managed execution environments; re-apply their configured images at every start. */
+int api_ee_bootstrap(controller *c);
+/* At launch: set the job's execution_environment to the resolved EE id (or null) and mark it
+ * resolved (_ee_resolved), so the job shows which EE runs it. A global default that names no
+ * EE leaves the job unresolved (the scheduler then fails it with the explanation). */
+int api_ee_resolve_at_launch(controller *c, json_t *job);
 
 /* ---- api-relations.c: many-to-many association endpoints ---- */
 typedef struct api_relation {

@@ -19,6 +19,10 @@ void controller_config_free(controller_config *c) {
         free(c->tls_cert);
         free(c->tls_key);
         strv_free(c->tls_names);
+        free(c->ee_default_image);
+        free(c->ee_control_plane_image);
+        free(c->ee_latest_image);
+        free(c->ee_global_default);
         free(c->database);
         free(c->state_dir);
         free(c->projects_root);
@@ -102,7 +106,9 @@ static int opt_uint(yaml_doc *d, const ynode *map, const char *key, const char *
 
 static int config_parse(yaml_doc *d, controller_config *c) {
         static const char *const top_keys[] = { "listen", "tls", "database", "state_dir", "projects_root", "admin",
-                                                "log_level", "limits", NULL };
+                                                "log_level", "limits", "execution_environments", NULL };
+        static const char *const ee_keys[] = { "default_image", "control_plane_image", "latest_image",
+                                               "global_default", NULL };
         static const char *const tls_keys[] = { "certificate", "key", "names", NULL };
         static const char *const admin_keys[] = { "username", "password", "email", NULL };
         static const char *const limits_keys[] = { "max_body_size", "max_agent_body_size", "max_project_size",
@@ -160,6 +166,22 @@ static int config_parse(yaml_doc *d, controller_config *c) {
                 if ((r = opt_string(d, n, "username", "admin.username", &c->admin_user)) < 0 ||
                     (r = opt_string(d, n, "password", "admin.password", &c->admin_password)) < 0 ||
                     (r = opt_string(d, n, "email", "admin.email", &c->admin_email)) < 0)
+                        return r;
+        }
+
+        n = ynode_get(root, "execution_environments");
+        if (n && n->kind != YNODE_NULL) {
+                r = ynode_check_keys(d, n, "execution_environments.", ee_keys);
+                if (r < 0)
+                        return r;
+                if ((r = opt_string(d, n, "default_image", "execution_environments.default_image",
+                                    &c->ee_default_image)) < 0 ||
+                    (r = opt_string(d, n, "control_plane_image", "execution_environments.control_plane_image",
+                                    &c->ee_control_plane_image)) < 0 ||
+                    (r = opt_string(d, n, "latest_image", "execution_environments.latest_image",
+                                    &c->ee_latest_image)) < 0 ||
+                    (r = opt_string(d, n, "global_default", "execution_environments.global_default",
+                                    &c->ee_global_default)) < 0)
                         return r;
         }
 

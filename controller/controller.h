@@ -41,6 +41,15 @@ typedef struct controller_config {
         char *admin_email;
         int log_level;
         controller_limits limits;
+        /* Added by issue5-api: execution environments (api-ee.c); NULL keeps the default.
+         * execution_environments.default_image / control_plane_image / latest_image: the images of the
+         * three managed EEs (default "localhost/drover-ee:latest"), applied at every start;
+         * execution_environments.global_default: the name of the EE a job runs in when neither its
+         * template, project nor organization names one (NULL/"": the plain systemd runtime). */
+        char *ee_default_image;
+        char *ee_control_plane_image;
+        char *ee_latest_image;
+        char *ee_global_default;
 } controller_config;
 
 typedef struct controller {
@@ -105,8 +114,16 @@ int api_inventory_export(controller *c, int64_t inventory_id, json_t **ret);
  * NULL when the job runs on the plain systemd runtime, else a new object
  * {"id", "name", "image", "pull": "always"|"missing"|"never"|"", "auth": null |
  *  {"registry", "username", "password"}} (auth decrypted: only ever sent to the node that runs the job).
- * -EINVAL with *ret_error (malloc'ed) when the job names an EE that cannot be used. */
+ * -EINVAL with *ret_error (malloc'ed) when the job names an EE that cannot be used.
+ * Added by issue5-api: auth also carries "verify_ssl" (bool, the Container Registry credential's
+ * verify_ssl; false means podman --tls-verify=false). */
 int api_job_execution_environment(controller *c, const json_t *job, json_t **ret_ee, char **ret_error);
+/* Added by issue5-api: the object above carries the registry password in clear; an assignment
+ * stored in a job document (_assignment) must not. seal: move execution_environment.auth.password
+ * of an assignment into an AES-GCM "password_encrypted" (in place; no-op without a password);
+ * unseal: the reverse, on a copy, right before sending it to the node. Both 0 or negative errno. */
+int api_ee_assignment_seal(controller *c, json_t *assignment);
+int api_ee_assignment_unseal(controller *c, json_t *assignment);
 /* Seed the Default organization, the default instance group and the admin user (first start). */
 int api_bootstrap(controller *c);
 /* Cancel a job (sets _cancel_requested, or cancels a pending job at once); -EBUSY if final. */

@@ -182,6 +182,10 @@ static int assignment_build(controller *c, const json_t *job, const json_t *ee, 
                 return -ENOMEM;
         if (json_object_set_new(a, "execution_environment", ee ? json_deep_copy(ee) : json_null()) < 0)
                 return -ENOMEM;
+        /* registry passwords are stored encrypted in the job's _assignment (unsealed when sent) */
+        r = api_ee_assignment_seal(c, a);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(a);
         return 0;
 }
@@ -326,7 +330,7 @@ static int schedule_job(controller *c, json_t *job, int64_t default_group, sched
         _cleanup_json_ json_t *group = NULL, *ee = NULL;
         int64_t job_id = json_get_int(job, "id", 0), group_id, impact;
         sched_instance *best = NULL;
-        size_t n_members = 0, n_podman = 0;
+        size_t n_members = 0, n_podman = 0, best_i = SIZE_MAX;
         int r;
 
         *ret_assigned = false;
@@ -369,8 +373,10 @@ static int schedule_job(controller *c, json_t *job, int64_t default_group, sched
                                 n_podman++;
                         d = asprintf_safe("%s%s%s: %" PRId64 " free", strempty(details), details ? ", " : "",
                                           json_get_string(si->doc, "hostname", "?"), MAX(free_cap, (int64_t) 0));
-                        if (free_cap >= impact && (!best || free_cap > best->capacity - best->consumed))
-                                best = si;
+                        /* an index, not a pointer: instance_lookup() may move the cache */
+                        if (free_cap >= impact &&
+                            (best_i == SIZE_MAX || free_cap > (*cache)[best_i].capacity - (*cache)[best_i].consumed))
+                                best_i = (size_t) (si - *cache);
                 }
                 if (!d)
                         return -ENOMEM;
@@ -378,6 +384,8 @@ static int schedule_job(controller *c, json_t *job, int64_t default_group, sched
                 details = TAKE_PTR(d);
         }
 
+        if (best_i != SIZE_MAX)
+                best = &(*cache)[best_i];
         if (!best && ee && n_podman == 0 && n_members > 0) {
                 bool any_podman = false;
                 for (size_t i = 0; i < n_members; i++) {
@@ -488,7 +496,7 @@ typedef struct lost_ctx {
         controller *c;
         int64_t instance_id;
         const char *hostname, *last_seen;
-        unsigned n_requeued, n_failed;
+        unsigned n_requeued, n_failed, n_canceled;
         bool lost;
 } lost_ctx;
 
@@ -544,8 +552,18 @@ static int lost_tx(storage *s, void *userdata) {
                 _cleanup_json_ json_t *jp = NULL;
                 int64_t job_id = json_get_int(job, "id", 0);
 
-                if (streq(json_get_string(job, "status", ""), "waiting") && !json_get_bool(job, "_started_ack", false) &&
-                    !json_get_bool(job, "_cancel_requested", false)) {
+                if (json_get_bool(job, "_cancel_requested", false)) {
+                        /* the cancel could not be delivered: the job is closed as canceled */
+                        _cleanup_free_ char *expl = asprintf_safe(
+                                "Job was canceled while node '%s' was not reporting (last seen %s); the node was declared "
+                                "lost before the cancel could be delivered.", l->hostname, l->last_seen);
+                        if (!expl)
+                                return -ENOMEM;
+                        jp = json_pack("{s:s, s:b, s:s, s:s, s:s, s:s, s:b}", "status", "canceled", "failed", true,
+                                       "finished", now, "canceled_on", now, "modified", now, "job_explanation", expl,
+                                       "event_processing_finished", true);
+                        l->n_canceled++;
+                } else if (streq(json_get_string(job, "status", ""), "waiting") && !json_get_bool(job, "_started_ack", false)) {
                         /* never started: place it again (a new attempt supersedes the old one) */
                         jp = json_pack("{s:s, s:n, s:s, s:I, s:s, s:s}", "status", "pending", "_instance",
                                        "execution_node", "", "_impact", (json_int_t) 0, "modified", now,
@@ -603,8 +621,8 @@ static int scheduler_check_lost(controller *c) {
                         return log_error_errno(r, "Failed to mark node %s lost: %m", l.hostname);
                 if (!l.lost)
                         continue;
-                log_warning("Node %s stopped reporting (last seen %s): marked unavailable, %u job(s) failed, %u re-queued.",
-                            l.hostname, l.last_seen, l.n_failed, l.n_requeued);
+                log_warning("Node %s stopped reporting (last seen %s): marked unavailable, %u job(s) failed, %u re-queued, "
+                            "%u canceled.", l.hostname, l.last_seen, l.n_failed, l.n_requeued, l.n_canceled);
                 any = true;
         }
         if (any) {
