@@ -26,6 +26,11 @@ typedef struct unit_spec {
         uint64_t runtime_max_usec;      /* 0 = none */
         const agent_unit_defaults *limits; /* MemoryMax, CPUQuotaPerSecUSec, TasksMax, User, TimeoutStopUSec */
         const char *result_path;        /* ExecStopPostEx writes the outcome line here (see job_unit_result) */
+        /* added for the container runtime (issue 5): */
+        char ***exec_start_pre;         /* NULL-terminated list of argvs: ExecStartPreEx, in order; a failure
+                                         * fails the unit (Result=exit-code) and the main process never runs */
+        char ***exec_stop_post;         /* ExecStopPostEx commands run BEFORE the result recorder; their
+                                         * failures are ignored ("ignore-failure") */
 } unit_spec;
 
 /* StartTransientUnit (mode "fail", Type=exec, CollectMode=inactive-or-failed, KillMode=control-group,
@@ -64,6 +69,9 @@ typedef struct job_dir {
         char *inventory;        /* <root>/inventory/hosts.json */
         char *extravars;        /* <root>/env/extravars */
         json_t *assignment;     /* job.json */
+        /* added for the container runtime (issue 5): */
+        char *auth_path;        /* <root>/auth.json: podman registry auth file, removed after the pull */
+        char *pull_error_path;  /* <root>/pull-error: written by the unit's pull step when it fails */
 } job_dir;
 
 /* Is project <hash> in <state_dir>/projects/<hash>/ already? (ret_path may be NULL) */
@@ -107,6 +115,12 @@ typedef struct job_unit_result {
         char exit_code[32];             /* exited, killed, dumped */
         char exit_status[32];           /* "0", "2", "TERM", "KILL", ... */
         int64_t oom_kills;              /* memory cgroup oom kills seen (-1 unknown) */
+        /* added for the container runtime (issue 5), filled by job_dir_read_unit_result(): */
+        bool container;                 /* the job ran in an execution environment (podman) */
+        bool pull_failed;               /* the pull step failed: the container never started */
+        char image[256];                /* the EE image (truncated) */
+        char detail[512];               /* podman's message: the pull step's error, or the last "Error:"
+                                         * line of stderr when podman itself failed (exit 125-127) */
 } job_unit_result;
 /* -ENOENT while the unit has not finished. */
 int job_dir_read_unit_result(job_dir *d, job_unit_result *ret);
@@ -119,6 +133,17 @@ typedef struct job_command {
         /* added by job-command.c (the unit_spec points at them): */
         char *unit_name;        /* job_unit_name() */
         char *description;      /* "drover job 12 (Demo)" */
+        /* added for the container runtime (issue 5): for an assignment with an execution_environment
+         * object, argv is `podman ... run ... <image> ansible-playbook <args>` (environment values are
+         * passed by name, `-e NAME`, so no secret appears in argv) and these hold the unit's pull step
+         * and container removal (job_command_unit_spec() puts them into the unit_spec). */
+        char **unit_argv;       /* what the unit's main process runs when it differs from argv: the pull
+                                 * step, then exec of argv (NULL: argv) */
+        char ***exec_start_pre;
+        char ***exec_stop_post;
+        char *container_name;   /* "drover-job-<id>" or NULL for the systemd runtime */
+        agent_unit_defaults container_limits;   /* cfg->unit without User= (podman runs as root; the
+                                                 * job user becomes `podman run --user uid:gid`) */
 } job_command;
 int job_command_build(const agent_config *cfg, const job_dir *d, job_command *ret);
 void job_command_done(job_command *c);
@@ -146,3 +171,30 @@ int job_outcome(const agent_config *cfg, const job_unit_result *r, bool canceled
 /* The runtimes this node offers: always "systemd", plus "podman" when cfg->podman is enabled and
  * its binary is executable. *ret is a new NULL-terminated strv. */
 int agent_runtimes(const agent_config *cfg, char ***ret);
+
+/* The assignment's execution_environment when it is an object (else NULL: systemd runtime). */
+const json_t *job_podman_ee(const json_t *assignment);
+/* Validate an execution_environment object: image (non-empty, <= 255 bytes, printable, no blanks,
+ * not starting with '-'), pull ("always", "missing", "never", "" or absent), auth null or
+ * {"registry", "username", "password"} strings ("password" may be absent: job_podman_write_auth()
+ * removed it). -EINVAL with a log message naming the problem. */
+int job_podman_ee_validate(int64_t job_id, const json_t *ee);
+/* podman's --pull value for an EE pull policy: always->always, never->never, else missing. */
+const char *job_podman_pull_policy(const char *pull);
+/* Write <root>/auth.json (0600, {"auths": {"<registry>": {"auth": base64(user:pass)}}}) when the EE
+ * has auth, then delete "password" from the assignment's auth object (it is not stored in job.json
+ * nor kept in memory). No-op without auth. */
+int job_podman_write_auth(const job_dir *d, json_t *ee);
+/* Turn a built ansible-playbook command into the container runtime's: cmd->argv becomes the
+ * `podman run` command line, cmd->env the environment podman runs with (the job's variables,
+ * passed to the container by name, without those that would configure podman, the OCI runtime or
+ * the dynamic loader; HOME and PATH passed by value, podman gets HOME=/root and the standard PATH),
+ * cmd->unit_argv the unit's main process (a bash step that pulls by
+ * policy with the auth file, removes it, then execs the podman run: the pull belongs to the job,
+ * counts against its timeout and can be canceled), cmd->exec_stop_post the removal of the
+ * container and the auth file. -EOPNOTSUPP when the node has no usable podman. */
+int job_podman_command(const agent_config *cfg, const job_dir *d, const json_t *ee, job_command *cmd);
+/* Fill the container fields of a job_unit_result from the job dir (pull-error file, stderr tail). */
+void job_podman_read_result(job_dir *d, job_unit_result *res);
+/* Free a NULL-terminated list of argvs. */
+void job_podman_argvs_free(char ***l);

@@ -204,13 +204,25 @@ int job_command_build(const agent_config *cfg, const job_dir *d, job_command *re
                 return log_oom();
         job_unit_name(d->job_id, unit_name);
 
-        *ret = (job_command) {
+        job_command c = {
                 .argv = TAKE_PTR(argv),
                 .env = TAKE_PTR(env),
                 .cwd = TAKE_PTR(cwd),
                 .unit_name = TAKE_PTR(unit_name),
                 .description = TAKE_PTR(description),
         };
+        /* An execution environment: the same command, run by podman inside the unit. */
+        const json_t *ee = job_podman_ee(a);
+        if (ee) {
+                r = job_podman_ee_validate(d->job_id, ee);
+                if (r >= 0)
+                        r = job_podman_command(cfg, d, ee, &c);
+                if (r < 0) {
+                        job_command_done(&c);
+                        return r;
+                }
+        }
+        *ret = c;
         return 0;
 }
 
@@ -222,6 +234,10 @@ void job_command_done(job_command *c) {
         free(c->cwd);
         free(c->unit_name);
         free(c->description);
+        strv_free(c->unit_argv);
+        job_podman_argvs_free(c->exec_start_pre);
+        job_podman_argvs_free(c->exec_stop_post);
+        free(c->container_name);
         *c = (job_command) {};
 }
 
@@ -274,15 +290,17 @@ void job_command_unit_spec(const agent_config *cfg, const job_dir *d, const job_
                 .name = cmd->unit_name,
                 .description = cmd->description,
                 .slice = "drover-jobs.slice",
-                .argv = cmd->argv,
+                .argv = cmd->unit_argv ? cmd->unit_argv : cmd->argv,
                 .env = cmd->env,
                 .working_directory = cmd->cwd,
                 .stdout_append = d->stdout_path,
                 .stderr_append = d->stderr_path,
                 .runtime_max_usec = timeout > 0 && (uint64_t) timeout < UINT64_MAX / USEC_PER_SEC
                                             ? (uint64_t) timeout * USEC_PER_SEC : 0,
-                .limits = &cfg->unit,
+                .limits = cmd->container_name ? &cmd->container_limits : &cfg->unit,
                 .result_path = d->result_path,
+                .exec_start_pre = cmd->exec_start_pre,
+                .exec_stop_post = cmd->exec_stop_post,
         };
 }
 
@@ -315,9 +333,45 @@ int job_outcome(const agent_config *cfg, const job_unit_result *r, bool canceled
         char *expl = NULL;
         int rc;
 
+        long cstatus = -1;      /* podman's exit status of a container job that ended with exit-code */
+        if (r->container && streq(r->service_result, "exit-code")) {
+                char *end;
+                cstatus = strtol(r->exit_status, &end, 10);
+                if (isempty(r->exit_status) || *end != 0)
+                        cstatus = -1;
+        }
+
         if (canceled) {
                 status = "canceled", rc = 254;
                 expl = strdup("Job canceled");
+        } else if (r->container && r->pull_failed) {
+                /* the pull step (ExecStartPre) failed: the container never ran */
+                status = "error", rc = -1;
+                expl = asprintf_safe("Execution environment image %s could not be used: %s", r->image,
+                                     isempty(r->detail) ? "pulling it failed" : r->detail);
+        } else if (cstatus == 125) {
+                status = "error", rc = -1;
+                expl = asprintf_safe("podman failed to run the execution environment image %s%s%s", r->image,
+                                     isempty(r->detail) ? "" : ": ", r->detail);
+        } else if (cstatus == 126 || cstatus == 127) {
+                status = "error", rc = -1;
+                expl = asprintf_safe("ansible-playbook %s in the execution environment image %s%s%s",
+                                     cstatus == 127 ? "was not found" : "could not be run", r->image,
+                                     isempty(r->detail) ? "" : ": ", r->detail);
+        } else if (cstatus == 128 + SIGKILL && r->oom_kills > 0) {
+                /* the container's main process was SIGKILLed by the kernel for the unit's MemoryMax */
+                char limit[32];
+                uint64_t m = cfg ? cfg->unit.memory_max : UINT64_MAX;
+                if (m == UINT64_MAX)
+                        snprintf(limit, sizeof limit, "infinity");
+                else
+                        snprintf(limit, sizeof limit, "%" PRIu64, m);
+                status = "failed", rc = 137;
+                expl = asprintf_safe("Job killed: memory limit (MemoryMax=%s) exceeded", limit);
+        } else if (cstatus > 128 && cstatus < 128 + NSIG && sigabbrev_np((int) (cstatus - 128))) {
+                /* podman reports a container process killed by signal N as 128+N */
+                status = "failed", rc = (int) cstatus;
+                expl = asprintf_safe("Job killed by signal SIG%s", sigabbrev_np((int) (cstatus - 128)));
         } else if (streq(r->service_result, "success")) {
                 status = "successful", rc = 0;
         } else if (streq(r->service_result, "oom-kill") ||
@@ -355,7 +409,7 @@ int job_outcome(const agent_config *cfg, const job_unit_result *r, bool canceled
         }
 
         if (!streq(status, "successful") && !(streq(status, "failed") && rc >= 0 && rc <= 255 &&
-                                                streq(r->service_result, "exit-code")) && !expl)
+                                                streq(r->service_result, "exit-code") && cstatus <= 128) && !expl)
                 return log_oom();
         *ret_status = status;
         *ret_rc = rc;

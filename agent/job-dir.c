@@ -435,6 +435,8 @@ void job_dir_free(job_dir *d) {
         free(d->project);
         free(d->inventory);
         free(d->extravars);
+        free(d->auth_path);
+        free(d->pull_error_path);
         json_decref(d->assignment);
         free(d);
 }
@@ -456,6 +458,8 @@ static int job_dir_new(const agent_config *cfg, int64_t job_id, job_dir **ret) {
                 d->project = strjoin(d->root, "/project", NULL);
                 d->inventory = strjoin(d->root, "/inventory/hosts.json", NULL);
                 d->extravars = strjoin(d->root, "/env/extravars", NULL);
+                d->auth_path = strjoin(d->root, "/auth.json", NULL);
+                d->pull_error_path = strjoin(d->root, "/pull-error", NULL);
         }
         if (d->artifacts) {
                 d->events_path = strjoin(d->artifacts, "/job_events.jsonl", NULL);
@@ -464,7 +468,7 @@ static int job_dir_new(const agent_config *cfg, int64_t job_id, job_dir **ret) {
                 d->result_path = strjoin(d->artifacts, "/unit-result", NULL);
         }
         if (!d->root || !d->artifacts || !d->project || !d->inventory || !d->extravars || !d->events_path ||
-            !d->stdout_path || !d->stderr_path || !d->result_path) {
+            !d->stdout_path || !d->stderr_path || !d->result_path || !d->auth_path || !d->pull_error_path) {
                 job_dir_free(d);
                 return -ENOMEM;
         }
@@ -543,6 +547,12 @@ int job_dir_create(const agent_config *cfg, json_t *assignment, const char *proj
         env = json_object_get(assignment, "env");
         if ((ev && !json_is_object(ev) && !json_is_null(ev)) || (env && !json_is_object(env) && !json_is_null(env)))
                 return log_error_errno(-EINVAL, "Job %" PRId64 ": extra_vars/env must be objects", id);
+        json_t *ee = (json_t *) job_podman_ee(assignment);
+        if (ee) {
+                r = job_podman_ee_validate(id, ee);
+                if (r < 0)
+                        return r;
+        }
 
         r = job_dir_new(cfg, id, &d);
         if (r < 0)
@@ -593,6 +603,9 @@ int job_dir_create(const agent_config *cfg, json_t *assignment, const char *proj
                 settings = json_pack("{s:I}", "job_timeout", (json_int_t) MAX(t, 0));
                 r = settings && p ? write_json_file(p, settings) : -ENOMEM;
         }
+        /* the registry password goes into auth.json only (and leaves the assignment) */
+        if (r >= 0 && ee)
+                r = job_podman_write_auth(d, ee);
         if (r >= 0) {
                 _cleanup_free_ char *p = strjoin(d->root, "/job.json", NULL);
                 r = p ? write_json_file(p, assignment) : -ENOMEM;
@@ -793,6 +806,7 @@ int job_dir_read_unit_result(job_dir *d, job_unit_result *ret) {
         if (sscanf(data, "%31s %31s %31s %lld", u.service_result, u.exit_code, u.exit_status, &oom) != 4)
                 return -EBADMSG;
         u.oom_kills = oom < 0 ? -1 : (int64_t) oom;
+        job_podman_read_result(d, &u);
         *ret = u;
         return 0;
 }

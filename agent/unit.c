@@ -219,12 +219,41 @@ static int append_prop_exec_ex(sd_bus_message *m, const char *name, char **argv,
         return r;
 }
 
+/* (sv) with v = a(sasas): several commands, each with the same flags */
+static int append_prop_exec_list(sd_bus_message *m, const char *name, char ***argvs, char **flags) {
+        int r;
+        r = sd_bus_message_open_container(m, 'r', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", name);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "a(sasas)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "(sasas)");
+        for (char ***a = argvs; r >= 0 && *a; a++) {
+                if (!(*a)[0])
+                        return -EINVAL;
+                r = sd_bus_message_open_container(m, 'r', "sasas");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", (*a)[0]);
+                if (r >= 0)
+                        r = sd_bus_message_append_strv(m, *a);
+                if (r >= 0)
+                        r = sd_bus_message_append_strv(m, flags);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+        }
+        for (int i = 0; i < 3 && r >= 0; i++)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
 static int build_start_message(sd_bus *bus, const unit_spec *spec, sd_bus_message **ret) {
         sd_bus_message *m = NULL;
         const agent_unit_defaults *l = spec->limits;
         char *start_flags[] = { (char *) "no-env-expand", NULL };
         /* privileged: the recorder must be able to write into the root-owned job dir even with User= */
         char *post_flags[] = { (char *) "no-env-expand", (char *) "privileged", NULL };
+        char *ignore_flags[] = { (char *) "no-env-expand", (char *) "privileged", (char *) "ignore-failure", NULL };
         char *post_argv[] = { (char *) "/bin/sh", (char *) "-c", (char *) stop_post_script,
                               (char *) "drover-job-finish", (char *) spec->result_path, NULL };
         int r;
@@ -241,8 +270,14 @@ static int build_start_message(sd_bus *bus, const unit_spec *spec, sd_bus_messag
                 r = append_prop_s(m, "Slice", spec->slice);
         if (r >= 0)
                 r = append_prop_s(m, "Type", "exec");
+        if (r >= 0 && spec->exec_start_pre && spec->exec_start_pre[0])
+                r = append_prop_exec_list(m, "ExecStartPreEx", spec->exec_start_pre, start_flags);
         if (r >= 0)
                 r = append_prop_exec_ex(m, "ExecStartEx", spec->argv, start_flags);
+        /* ExecStopPost commands run in order: the extra ones (container removal) first, then the
+         * result recorder, so the result is only visible once nothing is left behind */
+        if (r >= 0 && spec->exec_stop_post && spec->exec_stop_post[0])
+                r = append_prop_exec_list(m, "ExecStopPostEx", spec->exec_stop_post, ignore_flags);
         if (r >= 0 && spec->result_path)
                 r = append_prop_exec_ex(m, "ExecStopPostEx", post_argv, post_flags);
         if (r >= 0 && spec->env)

@@ -4,7 +4,8 @@
 set -eu
 PACKAGES="build-essential cmake pkg-config git ca-certificates curl openssl procps util-linux psmisc
  python3 libmicrohttpd-dev libsqlite3-dev sqlite3 libjansson-dev libyaml-dev libcurl4-openssl-dev libssl-dev
- uuid-dev libsystemd-dev systemd libcmocka-dev ansible-core ansible"
+ uuid-dev libsystemd-dev systemd libcmocka-dev ansible-core ansible
+ podman catatonit docker-registry debootstrap apache2-utils busybox-static"
 missing=""
 for p in $PACKAGES; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,12 +1,14 @@
 /* test-job-command.c: unit tests for agent/job-command.c: the ansible-playbook argv and
  * environment built from a full assignment, the unit spec, redaction of secret-looking
  * environment values, and the job_outcome() table (success, exit codes, timeout, cancel, OOM,
- * signals, unexpected results). */
+ * signals, unexpected results), and the container runtime (podman command line, pull step,
+ * ExecStopPost, podman exit statuses). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sys/stat.h>
 
 #include "agent-exec.h"
 #include "drover/json-util.h"
@@ -247,6 +249,217 @@ static void test_unit_name(void **state) {
         assert_string_equal(job_unit_name(INT64_MAX, buf), "drover-job-9223372036854775807.service");
 }
 
+/* ---- the container runtime (execution environments) ---- */
+
+static bool strv_has_pair(char **l, const char *a, const char *b) {
+        for (char **i = l; i && i[0] && i[1]; i++)
+                if (streq(i[0], a) && streq(i[1], b))
+                        return true;
+        return false;
+}
+
+static void test_container_command(void **state) {
+        char tmpl[] = "/tmp/test-job-command.XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_free_ char *state_dir = strjoin(tmpl, "/state", NULL), *proj = strjoin(tmpl, "/proj", NULL);
+        assert_int_equal(mkdir(proj, 0755), 0);
+        char *global[] = { (char *) "--events-backend=file", NULL };
+        char *run[] = { (char *) "--cgroups=disabled", (char *) "--network=none", NULL };
+        agent_config cfg = fake_cfg();
+        cfg.state_dir = state_dir;
+        cfg.podman = (agent_podman_config) { .enabled = true, .path = (char *) "/bin/true",
+                                             .global_options = global, .run_options = run };
+        json_t *a = json_loads("{\"job\": 12, \"attempt\": 3, \"name\": \"Demo\", \"playbook\": \"site.yml\","
+                               " \"inventory\": {}, \"env\": {\"MY_PASSWORD\": \"hunter2\", \"LD_PRELOAD\": \"/x.so\","
+                               "   \"CONTAINERS_CONF\": \"/evil.conf\", \"XDG_CONFIG_HOME\": \"/evil\"},"
+                               " \"execution_environment\": {\"id\": 1, \"name\": \"EE\", \"image\": \"reg.example:5000/ee:1\","
+                               "   \"pull\": \"always\", \"auth\": {\"registry\": \"reg.example:5000\", \"username\": \"u\","
+                               "   \"password\": \"pw-secret\", \"verify_ssl\": false}}}", 0, NULL);
+        job_dir *d = NULL;
+        job_command cmd = {};
+
+        assert_int_equal(job_dir_create(&cfg, a, proj, &d), 0);
+        assert_int_equal(job_command_build(&cfg, d, &cmd), 0);
+        _cleanup_free_ char *name = NULL;
+
+        /* podman [global] run --rm ... */
+        assert_string_equal(cmd.argv[0], "/bin/true");
+        assert_string_equal(cmd.argv[1], "--events-backend=file");
+        assert_string_equal(cmd.argv[2], "run");
+        assert_true(strv_contains(cmd.argv, "--rm"));
+        assert_true(strv_has_pair(cmd.argv, "--name", "drover-job-12"));
+        assert_string_equal(cmd.container_name, "drover-job-12");
+        assert_true(strv_has_pair(cmd.argv, "--label", "drover.job=12"));
+        assert_true(strv_has_pair(cmd.argv, "--label", "drover.attempt=3"));
+        assert_true(strv_contains(cmd.argv, "--cgroups=disabled"));
+        assert_true(strv_contains(cmd.argv, "--network=none"));
+        assert_true(strv_contains(cmd.argv, "--pull=never"));   /* the pull step ran before */
+        _cleanup_free_ char *real = realpath(proj, NULL);
+        _cleanup_free_ char *mproj = strjoin(real, ":", d->project, ":ro", NULL);
+        _cleanup_free_ char *minv = strjoin(d->root, "/inventory:", d->root, "/inventory:ro", NULL);
+        _cleanup_free_ char *menv = strjoin(d->root, "/env:", d->root, "/env:ro", NULL);
+        _cleanup_free_ char *mart = strjoin(d->artifacts, ":", d->artifacts, ":rw", NULL);
+        assert_true(strv_has_pair(cmd.argv, "-v", mproj));
+        assert_true(strv_has_pair(cmd.argv, "-v", minv));
+        assert_true(strv_has_pair(cmd.argv, "-v", menv));
+        assert_true(strv_has_pair(cmd.argv, "-v", mart));
+        assert_true(strv_has_pair(cmd.argv, "-v", "/usr/share/drover/callback:/usr/share/drover/callback:ro"));
+        assert_true(strv_has_pair(cmd.argv, "-w", d->project));
+        /* environment by name only: no value (no secret) on the command line */
+        assert_true(strv_has_pair(cmd.argv, "-e", "MY_PASSWORD"));
+        assert_true(strv_has_pair(cmd.argv, "-e", "DROVER_EVENTS_FILE"));
+        for (char **i = cmd.argv; *i; i++) {
+                assert_null(strstr(*i, "hunter2"));
+                assert_null(strstr(*i, "pw-secret"));
+        }
+        /* image, then ansible-playbook with the systemd runtime's arguments */
+        size_t n = strv_length(cmd.argv), k;
+        for (k = 0; k < n && !streq(cmd.argv[k], "reg.example:5000/ee:1"); k++)
+                ;
+        assert_true(k + 1 < n);
+        assert_string_equal(cmd.argv[k + 1], "ansible-playbook");
+        assert_string_equal(cmd.argv[k + 2], "-i");
+        assert_string_equal(cmd.argv[k + 3], d->inventory);
+        assert_string_equal(cmd.argv[n - 1], "site.yml");
+        assert_string_equal(env_get(cmd.env, "MY_PASSWORD"), "hunter2");     /* the unit's Environment= */
+        assert_string_equal(env_get(cmd.env, "DROVER_EVENTS_FILE"), d->events_path);
+        /* podman (root) runs with a safe HOME and PATH; the container gets the job's by value */
+        assert_string_equal(env_get(cmd.env, "HOME"), "/root");
+        assert_string_equal(env_get(cmd.env, "PATH"), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        _cleanup_free_ char *home = strjoin("HOME=", d->root, "/home", NULL);
+        assert_true(strv_has_pair(cmd.argv, "-e", home));
+        assert_true(strv_has_pair(cmd.argv, "-e", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
+        /* what would configure podman or the loader reaches neither podman nor the container */
+        static const char *const dropped[] = { "LD_PRELOAD", "CONTAINERS_CONF", "XDG_CONFIG_HOME" };
+        for (size_t i = 0; i < ELEMENTSOF(dropped); i++) {
+                assert_null(env_get(cmd.env, dropped[i]));
+                for (char **e = cmd.argv; *e; e++)
+                        assert_null(startswith(*e, dropped[i]));
+        }
+
+        /* the unit's main process: the pull step, ending with the podman run argv */
+        assert_non_null(cmd.unit_argv);
+        assert_string_equal(cmd.unit_argv[0], "/bin/bash");
+        assert_string_equal(cmd.unit_argv[1], "-c");
+        assert_string_equal(cmd.unit_argv[3], "drover-pull");
+        assert_string_equal(cmd.unit_argv[4], "always");
+        assert_string_equal(cmd.unit_argv[5], "reg.example:5000/ee:1");
+        assert_string_equal(cmd.unit_argv[6], d->auth_path);
+        assert_string_equal(cmd.unit_argv[7], d->pull_error_path);
+        assert_string_equal(cmd.unit_argv[8], "2");     /* podman + 1 global option */
+        assert_string_equal(cmd.unit_argv[9], "1");     /* --tls-verify=false from verify_ssl false */
+        assert_string_equal(cmd.unit_argv[12], "--tls-verify=false");
+        size_t un = strv_length(cmd.unit_argv);
+        assert_int_equal(un, 13 + n);
+        for (size_t i = 0; i < n; i++)
+                assert_string_equal(cmd.unit_argv[13 + i], cmd.argv[i]);
+
+        /* ExecStopPost: podman rm -f -i NAME, rm -f auth file */
+        assert_non_null(cmd.exec_stop_post);
+        assert_string_equal(cmd.exec_stop_post[0][0], "/bin/true");
+        assert_string_equal(cmd.exec_stop_post[0][2], "rm");
+        assert_string_equal(cmd.exec_stop_post[0][5], "drover-job-12");
+        assert_string_equal(cmd.exec_stop_post[1][0], "/bin/rm");
+        assert_string_equal(cmd.exec_stop_post[1][2], d->auth_path);
+        assert_null(cmd.exec_stop_post[2]);
+
+        unit_spec spec;
+        job_command_unit_spec(&cfg, d, &cmd, &spec);
+        assert_ptr_equal(spec.argv, cmd.unit_argv);
+        assert_ptr_equal(spec.exec_stop_post, cmd.exec_stop_post);
+        assert_ptr_equal(spec.env, cmd.env);
+        assert_true(spec.limits == &cmd.container_limits);
+        assert_true(spec.limits->memory_max == cfg.unit.memory_max);
+        assert_true(spec.limits->tasks_max == cfg.unit.tasks_max);
+        assert_null(spec.limits->user);
+
+        job_command_done(&cmd);
+        assert_null(cmd.unit_argv);
+
+        /* a node without podman refuses, it never falls back to the systemd runtime */
+        cfg.podman.enabled = false;
+        assert_int_equal(job_command_build(&cfg, d, &cmd), -EOPNOTSUPP);
+        cfg.podman.enabled = true;
+        cfg.podman.path = (char *) "/nonexistent/podman";
+        assert_int_equal(job_command_build(&cfg, d, &cmd), -EOPNOTSUPP);
+
+        assert_int_equal(job_dir_remove(d), 0);
+        job_dir_free(d);
+        json_decref(a);
+        (void) rm_rf(tmpl);
+}
+
+static void test_container_validation(void **state) {
+        static const char *const bad[] = {
+                "{\"image\": \"\"}", "{\"image\": \"-x\"}", "{\"image\": \"a b\"}", "{\"image\": 5}",
+                "{\"image\": \"i\", \"pull\": \"sometimes\"}", "{\"image\": \"i\", \"auth\": 1}",
+                "{\"image\": \"i\", \"auth\": {\"username\": \"u\", \"password\": \"p\"}}",
+                "{\"image\": \"i\", \"auth\": {\"registry\": \"r r\", \"username\": \"u\", \"password\": \"p\"}}",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                json_t *ee = json_loads(bad[i], 0, NULL);
+                assert_non_null(ee);
+                assert_int_equal(job_podman_ee_validate(1, ee), -EINVAL);
+                json_decref(ee);
+        }
+        json_t *ok = json_loads("{\"image\": \"localhost/drover-ee:latest\", \"pull\": \"\", \"auth\": null}", 0, NULL);
+        assert_int_equal(job_podman_ee_validate(1, ok), 0);
+        json_decref(ok);
+        assert_string_equal(job_podman_pull_policy("always"), "always");
+        assert_string_equal(job_podman_pull_policy("never"), "never");
+        assert_string_equal(job_podman_pull_policy("missing"), "missing");
+        assert_string_equal(job_podman_pull_policy(""), "missing");
+        assert_string_equal(job_podman_pull_policy(NULL), "missing");
+        json_t *a = json_loads("{\"execution_environment\": null}", 0, NULL);
+        assert_null(job_podman_ee(a));
+        json_decref(a);
+}
+
+static void check_container_outcome(const char *result, const char *status_s, int64_t oom, bool pull_failed,
+                                    const char *detail, const char *want_status, int want_rc, const char *want_expl) {
+        agent_config cfg = fake_cfg();
+        job_unit_result u = { .oom_kills = oom, .container = true, .pull_failed = pull_failed };
+        const char *status = NULL;
+        char *expl = NULL;
+        int rc = -12345;
+
+        snprintf(u.service_result, sizeof u.service_result, "%s", result);
+        snprintf(u.exit_code, sizeof u.exit_code, "%s", streq(result, "exit-code") ? "exited" : "killed");
+        snprintf(u.exit_status, sizeof u.exit_status, "%s", status_s);
+        snprintf(u.image, sizeof u.image, "localhost/ee:1");
+        snprintf(u.detail, sizeof u.detail, "%s", strempty(detail));
+        assert_int_equal(job_outcome(&cfg, &u, false, &status, &rc, &expl), 0);
+        assert_string_equal(status, want_status);
+        assert_int_equal(rc, want_rc);
+        if (!want_expl)
+                assert_null(expl);
+        else {
+                assert_non_null(expl);
+                if (strstr(expl, want_expl) == NULL)
+                        fail_msg("explanation '%s' lacks '%s'", expl, want_expl);
+        }
+        free(expl);
+}
+
+static void test_container_outcome_table(void **state) {
+        check_container_outcome("success", "0", 0, false, NULL, "successful", 0, NULL);
+        check_container_outcome("exit-code", "2", 0, false, NULL, "failed", 2, NULL);
+        check_container_outcome("exit-code", "4", 0, false, NULL, "failed", 4, NULL);
+        check_container_outcome("exit-code", "125", 0, true, "unauthorized: authentication required", "error", -1,
+                                "image localhost/ee:1 could not be used: unauthorized");
+        check_container_outcome("exit-code", "1", 0, true, "image localhost/ee:1 is not present", "error", -1,
+                                "not present");
+        check_container_outcome("exit-code", "125", 0, false, "crun: bad", "error", -1,
+                                "podman failed to run the execution environment image localhost/ee:1: crun: bad");
+        check_container_outcome("exit-code", "127", 0, false, NULL, "error", -1, "ansible-playbook was not found");
+        check_container_outcome("exit-code", "126", 0, false, NULL, "error", -1, "could not be run");
+        check_container_outcome("exit-code", "137", 2, false, NULL, "failed", 137, "memory limit (MemoryMax=536870912)");
+        check_container_outcome("exit-code", "137", 0, false, NULL, "failed", 137, "Job killed by signal SIGKILL");
+        check_container_outcome("exit-code", "143", -1, false, NULL, "failed", 143, "Job killed by signal SIGTERM");
+        check_container_outcome("timeout", "TERM", 0, false, NULL, "failed", 254, "Job terminated due to timeout");
+        check_container_outcome("signal", "KILL", 1, false, NULL, "failed", 137, "memory limit");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_full_assignment),
@@ -255,6 +468,9 @@ int main(void) {
                 cmocka_unit_test(test_redaction_rule),
                 cmocka_unit_test(test_outcome_table),
                 cmocka_unit_test(test_unit_name),
+                cmocka_unit_test(test_container_command),
+                cmocka_unit_test(test_container_validation),
+                cmocka_unit_test(test_container_outcome_table),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

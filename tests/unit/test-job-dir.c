@@ -358,6 +358,58 @@ static void test_job_dir_lifecycle(void **state) {
         assert_int_equal(rm_rf(state_dir), 0);
 }
 
+/* ---- execution environments: registry auth file, password not stored, pull failure read back ---- */
+static void test_job_dir_registry_auth(void **state) {
+        _cleanup_free_ char *state_dir = make_tmpdir();
+        agent_config cfg = { .state_dir = state_dir };
+        json_t *a = json_loads("{\"job\": 7, \"attempt\": 1, \"playbook\": \"site.yml\", \"inventory\": {},"
+                               " \"execution_environment\": {\"id\": 3, \"name\": \"EE\", \"image\": \"localhost:5000/ee:1\","
+                               "   \"pull\": \"always\", \"auth\": {\"registry\": \"localhost:5000\", \"username\": \"drover\","
+                               "   \"password\": \"pa:ss-w0rd\"}}}", 0, NULL);
+        job_dir *d = NULL, *d2 = NULL;
+
+        assert_non_null(a);
+        assert_int_equal(job_dir_create(&cfg, a, NULL, &d), 0);
+        _cleanup_free_ char *auth_expected = strjoin(d->root, "/auth.json", NULL);
+        assert_string_equal(d->auth_path, auth_expected);
+        assert_int_equal(mode_of(d->auth_path, "") & 07777, 0600);
+        _cleanup_free_ char *auth = read_text(d->root, "auth.json");
+        /* base64("drover:pa:ss-w0rd") */
+        assert_string_equal(auth, "{\"auths\":{\"localhost:5000\":{\"auth\":\"ZHJvdmVyOnBhOnNzLXcwcmQ=\"}}}");
+        /* the password is in auth.json only: not in job.json, not in the assignment any more */
+        _cleanup_free_ char *job = read_text(d->root, "job.json");
+        assert_null(strstr(job, "pa:ss-w0rd"));
+        assert_non_null(strstr(job, "\"username\":\"drover\""));
+        assert_null(json_object_get(json_object_get(json_object_get(a, "execution_environment"), "auth"), "password"));
+
+        /* reopened after an agent restart: the container fields come back from job.json */
+        assert_int_equal(job_dir_open(&cfg, 7, &d2), 0);
+        assert_int_equal(write_file_atomic(d2->result_path, "exit-code exited 125 0\n", 23, 0600), 0);
+        const char pe[] = "pull\nError: initializing source docker://localhost:5000/ee:1: unauthorized: authentication required\n";
+        assert_int_equal(write_file_atomic(d2->pull_error_path, pe, strlen(pe), 0600), 0);
+        job_unit_result u;
+        assert_int_equal(job_dir_read_unit_result(d2, &u), 0);
+        assert_true(u.container);
+        assert_true(u.pull_failed);
+        assert_string_equal(u.image, "localhost:5000/ee:1");
+        assert_string_equal(u.detail, "initializing source docker://localhost:5000/ee:1: unauthorized: authentication required");
+        assert_int_equal(u.oom_kills, 0);
+
+        /* podman's own failure (exit 125 without a pull failure): the last "Error:" line of stderr */
+        assert_int_equal(unlink(d2->pull_error_path), 0);
+        const char se[] = "some output\nError: crun: executable file `ansible-playbook` not found\n";
+        assert_int_equal(write_file_atomic(d2->stderr_path, se, strlen(se), 0600), 0);
+        assert_int_equal(job_dir_read_unit_result(d2, &u), 0);
+        assert_false(u.pull_failed);
+        assert_string_equal(u.detail, "crun: executable file `ansible-playbook` not found");
+
+        assert_int_equal(job_dir_remove(d), 0);
+        job_dir_free(d);
+        job_dir_free(d2);
+        json_decref(a);
+        (void) rm_rf(state_dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_inventory_convert),
@@ -366,6 +418,7 @@ int main(void) {
                 cmocka_unit_test(test_tar_extract_corrupt),
                 cmocka_unit_test(test_project_cache),
                 cmocka_unit_test(test_job_dir_lifecycle),
+                cmocka_unit_test(test_job_dir_registry_auth),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
