@@ -310,7 +310,9 @@ static int add_error(json_t *errors, const char *field, const char *fmt, ...) {
                 if (!l || json_object_set_new(errors, field, l) < 0)
                         return -ENOMEM;
         }
-        return json_array_append_new(l, json_string(msg));
+        /* a message quoting client text cut inside a UTF-8 sequence is no JSON string */
+        json_t *m = json_string(msg);
+        return json_array_append_new(l, m ? m : json_string("Invalid value.")) < 0 ? -ENOMEM : 0;
 }
 
 static bool parse_int_text(const char *s, int64_t *ret) {
@@ -819,6 +821,16 @@ static int id_cmp(const void *a, const void *b) {
         return x < y ? -1 : x > y;
 }
 
+/* Query values become JSON strings (filters, page links): jansson refuses invalid UTF-8, so it
+ * is the check (found by fuzzing: ?name__icontains=%FF answered 500). */
+static bool text_is_utf8(const char *s) {
+        json_t *j = json_string(s);
+        bool ok = j;
+
+        json_decref(j);
+        return ok;
+}
+
 int api_list(controller *c, http_request *req, http_response *resp, const api_list_spec *spec) {
         _cleanup_json_ json_t *hold = json_array(), *results = NULL, *out_results = NULL;
         _cleanup_free_ list_filter *lfs = NULL;
@@ -836,6 +848,9 @@ int api_list(controller *c, http_request *req, http_response *resp, const api_li
         if (!lfs || !sfs)
                 return -ENOMEM;
 
+        for (size_t i = 0; i < req->n_query; i++)
+                if (!text_is_utf8(req->query_keys[i]) || !text_is_utf8(req->query_values[i]))
+                        return http_respond_detail(resp, 400, "Invalid query string: not valid UTF-8.");
         if ((s = http_query_get(req, "page")) && (!parse_int_text(s, &page) || page < 1 || page > 1000000000))
                 return http_respond_detail(resp, 404, "Invalid page.");
         if ((s = http_query_get(req, "page_size")) && parse_int_text(s, &page_size)) {

@@ -548,38 +548,59 @@ int api_job_events(controller *c, http_request *req, http_response *resp) {
         return api_list(c, req, resp, &spec);
 }
 
+/* Events are read in pages (by counter) so that only the text, not every event document of a
+ * long job at once, is held in memory. */
+#define STDOUT_EVENTS_PAGE 200
+
 int api_job_stdout(controller *c, http_request *req, http_response *resp) {
-        _cleanup_json_ json_t *job = NULL, *events = NULL;
+        _cleanup_json_ json_t *job = NULL;
         _cleanup_free_ char *text = NULL;
         const char *format = http_query_get(req, "format");
         size_t len = 0, lines = 0;
+        int64_t last = 0;
         FILE *f;
-        json_t *ev;
-        size_t i;
-        int q;
+        int q = 0;
 
         if (job_exists(c, req->ids[0], &job, resp))
                 return 0;
-        storage_query query = { .order_by = "counter" };
-        q = storage_events_list(c->storage, req->ids[0], &query, &events, NULL);
-        if (q < 0)
-                return api_storage_error(resp, q, "job events");
 
         f = open_memstream(&text, &len);
         if (!f)
                 return -ENOMEM;
-        json_array_foreach(events, i, ev) {
-                const char *s = json_get_string(ev, "stdout", "");
-                if (isempty(s))
-                        continue;
-                fputs(s, f);
-                fputc('\n', f);
-                for (const char *p = s; *p; p++)
-                        lines += *p == '\n';
-                lines++;
+        for (;;) {
+                _cleanup_json_ json_t *events = NULL, *after = json_integer(last);
+                storage_filter filter = { .field = "counter", .op = SF_GT, .value = after };
+                storage_query query = { .filters = &filter, .n_filters = 1, .order_by = "counter",
+                                        .limit = STDOUT_EVENTS_PAGE };
+                json_t *ev;
+                size_t i;
+
+                if (!after) {
+                        q = -ENOMEM;
+                        break;
+                }
+                q = storage_events_list(c->storage, req->ids[0], &query, &events, NULL);
+                if (q < 0)
+                        break;
+                int64_t before = last;
+                json_array_foreach(events, i, ev) {
+                        const char *s = json_get_string(ev, "stdout", "");
+                        last = MAX(last, json_get_int(ev, "counter", last));
+                        if (isempty(s))
+                                continue;
+                        fputs(s, f);
+                        fputc('\n', f);
+                        for (const char *p = s; *p; p++)
+                                lines += *p == '\n';
+                        lines++;
+                }
+                if (json_array_size(events) < STDOUT_EVENTS_PAGE || last == before)
+                        break;
         }
         if (fclose(f) != 0 || !text)
                 return -ENOMEM;
+        if (q < 0)
+                return api_storage_error(resp, q, "job events");
 
         if (format && (streq(format, "txt") || streq(format, "ansi") || streq(format, "txt_download") ||
                        streq(format, "ansi_download") || streq(format, "html"))) {
