@@ -10,6 +10,7 @@
 
 #include "drover/json-util.h"
 #include "drover/log.h"
+#include "drover/redact.h"
 #include "drover/util.h"
 
 
@@ -241,23 +242,10 @@ void job_command_done(job_command *c) {
         *c = (job_command) {};
 }
 
-/* The redaction rule (case-insensitive on the variable NAME): a value is replaced when the name
- * contains PASSWORD, PASSWD, SECRET, TOKEN or CREDENTIAL anywhere, or ends in KEY or KEYS
- * (API_KEY, SSH_KEY, APIKEY, AWS_SECRET_ACCESS_KEY). KEY in the middle of a name is a word of a
- * setting, not a secret (ANSIBLE_HOST_KEY_CHECKING, AWS_ACCESS_KEY_ID stay visible). */
+/* The redaction rule is env_name_is_secret() (drover/redact.h), shared with the controller. */
 static bool env_name_secret(const char *name, size_t n) {
-        static const char *const words[] = { "PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL" };
-        char up[257];
-
-        if (n >= sizeof up)
-                n = sizeof up - 1;
-        for (size_t i = 0; i < n; i++)
-                up[i] = (char) toupper((unsigned char) name[i]);
-        up[n] = 0;
-        for (size_t i = 0; i < ELEMENTSOF(words); i++)
-                if (strstr(up, words[i]))
-                        return true;
-        return (n >= 3 && streq(up + n - 3, "KEY")) || (n >= 4 && streq(up + n - 4, "KEYS"));
+        _cleanup_free_ char *copy = strndup(name, n);
+        return env_name_is_secret(copy);
 }
 
 json_t *job_command_redacted_env(char *const *env) {

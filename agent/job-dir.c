@@ -533,7 +533,7 @@ static int job_dir_give_to_user(const agent_config *cfg, const char *root, const
 int job_dir_create(const agent_config *cfg, json_t *assignment, const char *project_path, job_dir **ret) {
         job_dir *d = NULL;
         _cleanup_json_ json_t *inv = NULL, *settings = NULL;
-        _cleanup_free_ char *jobs = NULL, *s = NULL;
+        _cleanup_free_ char *jobs = NULL;
         const json_t *ev, *env;
         int64_t id;
         int r;

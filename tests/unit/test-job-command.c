@@ -188,7 +188,8 @@ static void test_redaction_rule(void **state) {
         assert_string_equal(json_get_string(r, "apikey", ""), stars);
         assert_string_equal(json_get_string(r, "SSH_KEYS", ""), stars);
         assert_string_equal(json_get_string(r, "AWS_SECRET_ACCESS_KEY", ""), stars);
-        assert_string_equal(json_get_string(r, "AWS_ACCESS_KEY_ID", ""), "AKIA");
+        /* KEY as a word: redacted even where the value is only an identifier (cautious) */
+        assert_string_equal(json_get_string(r, "AWS_ACCESS_KEY_ID", ""), stars);
         assert_string_equal(json_get_string(r, "GITHUB_TOKEN", ""), stars);
         assert_string_equal(json_get_string(r, "db_passwd", ""), stars);
         assert_string_equal(json_get_string(r, "VAULT_PASSWORD_FILE", ""), stars);
