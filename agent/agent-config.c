@@ -6,6 +6,8 @@
 
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <unistd.h>
 
 #include "drover/log.h"
 #include "drover/util.h"
@@ -13,11 +15,24 @@
 
 #define AGENT_DEFAULT_STATE_DIR "/var/lib/drover"
 #define AGENT_DEFAULT_ANSIBLE_PLAYBOOK "/usr/bin/ansible-playbook"
+#define AGENT_DEFAULT_PODMAN "/usr/bin/podman"
+#define AGENT_DEFAULT_SPOOL_JOB (256ULL * 1024 * 1024)
+#define AGENT_DEFAULT_SPOOL_TOTAL (1024ULL * 1024 * 1024)
+#define AGENT_SPOOL_MIN (64ULL * 1024)
+#define AGENT_OPTIONS_MAX 64
 
 static const char *const agent_config_keys[] = {
         "controller_url", "ca_file", "enrollment_token", "secret_file", "node_name", "state_dir",
         "share_dir", "ansible_playbook", "bus_address", "capacity", "job_slice", "keep_job_dirs",
-        "heartbeat_interval", "log_level", "unit", NULL,
+        "heartbeat_interval", "log_level", "unit", "spool", "podman", NULL,
+};
+
+static const char *const agent_config_spool_keys[] = {
+        "max_job_size", "max_total_size", NULL,
+};
+
+static const char *const agent_config_podman_keys[] = {
+        "enabled", "path", "global_options", "run_options", "pull_options", NULL,
 };
 
 static const char *const agent_config_unit_keys[] = {
@@ -41,6 +56,10 @@ void agent_config_free(agent_config *c) {
         free(c->ansible_playbook);
         free(c->bus_address);
         free(c->unit.user);
+        free(c->podman.path);
+        strv_free(c->podman.global_options);
+        strv_free(c->podman.run_options);
+        strv_free(c->podman.pull_options);
         free(c);
 }
 
@@ -151,7 +170,110 @@ static int config_unit(yaml_doc *d, const ynode *u, agent_unit_defaults *ret) {
         return 0;
 }
 
-static int config_parse(yaml_doc *d, const char *path, agent_config *c) {
+static int config_spool(yaml_doc *d, const ynode *s, agent_spool_config *ret) {
+        static const struct {
+                const char *key;
+                size_t offset;
+        } sizes[] = {
+                { "max_job_size", offsetof(agent_spool_config, max_job_bytes) },
+                { "max_total_size", offsetof(agent_spool_config, max_total_bytes) },
+        };
+        int r;
+
+        if (s->kind == YNODE_NULL)
+                return 0;
+        if (s->kind != YNODE_MAPPING)
+                return yaml_doc_error(d, s, "key 'spool': expected a mapping, got '%s'", strempty(s->value));
+        r = config_check_keys(d, s, "spool.", agent_config_spool_keys);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
+                const ynode *n = ynode_get(s, sizes[i].key);
+                char key[64];
+                uint64_t v;
+
+                if (!n || n->kind == YNODE_NULL)
+                        continue;
+                snprintf(key, sizeof key, "spool.%s", sizes[i].key);
+                r = ynode_size(d, n, key, &v);
+                if (r < 0)
+                        return r;
+                if (v < AGENT_SPOOL_MIN || v == UINT64_MAX)
+                        return yaml_doc_error(d, n, "key '%s': expected a size of at least 64K, got '%s'", key,
+                                              strempty(n->value));
+                *(uint64_t *) ((uint8_t *) ret + sizes[i].offset) = v;
+        }
+        return 0;
+}
+
+static int config_options(yaml_doc *d, const ynode *p, const char *key, char ***field) {
+        const ynode *n = ynode_get(p, key);
+        char key_path[64];
+        char **l = NULL;
+        int r;
+
+        if (!n || n->kind == YNODE_NULL)
+                return 0;
+        snprintf(key_path, sizeof key_path, "podman.%s", key);
+        r = ynode_strv(d, n, key_path, &l);
+        if (r < 0)
+                return r;
+        if (strv_length(l) > AGENT_OPTIONS_MAX) {
+                strv_free(l);
+                return yaml_doc_error(d, n, "key '%s': at most %d options allowed", key_path, AGENT_OPTIONS_MAX);
+        }
+        for (char **o = l; o && *o; o++)
+                if (isempty(*o)) {
+                        strv_free(l);
+                        return yaml_doc_error(d, n, "key '%s': an option must not be empty", key_path);
+                }
+        strv_free(*field);
+        *field = l;
+        return 0;
+}
+
+static int config_podman(yaml_doc *d, const ynode *p, agent_podman_config *ret, bool *ret_enabled_set) {
+        const ynode *n;
+        int r;
+
+        if (p->kind == YNODE_NULL)
+                return 0;
+        if (p->kind != YNODE_MAPPING)
+                return yaml_doc_error(d, p, "key 'podman': expected a mapping, got '%s'", strempty(p->value));
+        r = config_check_keys(d, p, "podman.", agent_config_podman_keys);
+        if (r < 0)
+                return r;
+
+        n = ynode_get(p, "enabled");
+        if (n && n->kind != YNODE_NULL) {
+                r = ynode_bool(d, n, "podman.enabled", &ret->enabled);
+                if (r < 0)
+                        return r;
+                *ret_enabled_set = true;
+        }
+        n = ynode_get(p, "path");
+        if (n && n->kind != YNODE_NULL) {
+                char *s = NULL;
+                r = ynode_string(d, n, "podman.path", &s);
+                if (r < 0)
+                        return r;
+                if (s[0] != '/') {
+                        r = yaml_doc_error(d, n, "key 'podman.path': expected an absolute path, got '%s'", s);
+                        free(s);
+                        return r;
+                }
+                free(ret->path);
+                ret->path = s;
+        }
+        if ((r = config_options(d, p, "global_options", &ret->global_options)) < 0 ||
+            (r = config_options(d, p, "run_options", &ret->run_options)) < 0 ||
+            (r = config_options(d, p, "pull_options", &ret->pull_options)) < 0)
+                return r;
+        return 0;
+}
+
+static int config_parse(yaml_doc *d, const char *path, agent_config *c, bool *ret_podman_enabled_set) {
         const ynode *root = d->root, *n;
         int r;
 
@@ -239,10 +361,22 @@ static int config_parse(yaml_doc *d, const char *path, agent_config *c) {
                 if (r < 0)
                         return r;
         }
+        n = ynode_get(root, "spool");
+        if (n) {
+                r = config_spool(d, n, &c->spool);
+                if (r < 0)
+                        return r;
+        }
+        n = ynode_get(root, "podman");
+        if (n) {
+                r = config_podman(d, n, &c->podman, ret_podman_enabled_set);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 
-static int config_defaults(agent_config *c) {
+static int config_defaults(agent_config *c, bool podman_enabled_set) {
         if (!c->state_dir && !(c->state_dir = strdup(AGENT_DEFAULT_STATE_DIR)))
                 return -ENOMEM;
         if (!c->secret_file && !(c->secret_file = strjoin(c->state_dir, "/node-secret", NULL)))
@@ -258,12 +392,17 @@ static int config_defaults(agent_config *c) {
                 if (!(c->node_name = strdup(host)))
                         return -ENOMEM;
         }
+        if (!c->podman.path && !(c->podman.path = strdup(AGENT_DEFAULT_PODMAN)))
+                return -ENOMEM;
+        if (!podman_enabled_set)
+                c->podman.enabled = access(c->podman.path, X_OK) == 0;
         return 0;
 }
 
 int agent_config_load_with_error(const char *path, agent_config **ret, char *error, size_t error_size) {
         _cleanup_(agent_config_freep) agent_config *c = NULL;
         _cleanup_yaml_doc_ yaml_doc *d = NULL;
+        bool podman_enabled_set = false;
         int r;
 
         if (error_size > 0)
@@ -282,6 +421,8 @@ int agent_config_load_with_error(const char *path, agent_config **ret, char *err
         c->unit.cpu_quota_usec = UINT64_MAX;
         c->unit.tasks_max = UINT64_MAX;
         c->unit.stop_timeout_usec = 10 * USEC_PER_SEC;
+        c->spool.max_job_bytes = AGENT_DEFAULT_SPOOL_JOB;
+        c->spool.max_total_bytes = AGENT_DEFAULT_SPOOL_TOTAL;
 
         r = yaml_doc_load_file(path, &d);
         if (r < 0) {
@@ -294,12 +435,12 @@ int agent_config_load_with_error(const char *path, agent_config **ret, char *err
                 return r == -ENOMEM ? r : -EINVAL;
         }
 
-        r = config_parse(d, path, c);
+        r = config_parse(d, path, c, &podman_enabled_set);
         if (r < 0) {
                 snprintf(error, error_size, "%s", d->error[0] ? d->error : "invalid configuration");
                 return r == -ENOMEM ? r : -EINVAL;
         }
-        r = config_defaults(c);
+        r = config_defaults(c, podman_enabled_set);
         if (r < 0) {
                 errno = -r;
                 snprintf(error, error_size, "%s: cannot apply defaults: %m", path);

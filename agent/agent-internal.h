@@ -38,6 +38,10 @@ typedef struct agent_job {
         bool cancel_requested;          /* "cancel" list: stop the unit, report canceled */
         bool stop_requested;            /* "stop" list or 409: stop the unit, do not report */
         bool unit_started;
+        uint64_t spool_bytes;           /* events file bytes not yet acknowledged (set by the uploader) */
+        bool disk_full;                 /* the job dir's file system ran full while it ran */
+        bool forget;                    /* on removal, do not remember (job, attempt) as run here */
+        bool reported;                  /* the controller accepted the final result (cleanup left) */
         pthread_t thread;
         struct agent_job *next;
 } agent_job;
@@ -58,6 +62,8 @@ struct agent {
         bool stopping;
         bool unreachable;               /* for "controller unreachable/reachable again" logging */
         bool ready;
+        bool spool_full;                /* unacknowledged spool past spool.max_total_size: take no work */
+        char **runtimes;                /* agent_runtimes() */
 
         /* (job, attempt) runs that ended here lately: a late re-sent assignment must not start them again */
         struct {
@@ -98,6 +104,15 @@ void agent_job_remove(agent_job *j);
 /* A short description of an HTTP failure for logs and explanations ("HTTP 400: ..." or transport text). */
 char *agent_describe_failure(int r, const http_response *resp);
 
+/* Sum the jobs' unacknowledged spool, compare it with spool.max_total_size (logging transitions)
+ * and return whether the node is past it (then it advertises capacity 0 and takes no new work). */
+bool agent_spool_check(agent *a);
+/* Record a job's unacknowledged spool bytes. */
+void agent_job_set_spool(agent_job *j, uint64_t bytes);
+/* Is the file system holding path (nearly) full? Less than AGENT_DISK_FULL_BYTES free. */
+#define AGENT_DISK_FULL_BYTES (64u * 1024u)
+bool agent_disk_full(const char *path);
+
 /* ---- job-run.c ---- */
 void *job_run_thread(void *userdata);
 
@@ -109,7 +124,13 @@ typedef struct uploader {
         int64_t acked_counter;
         int inotify_fd;
         bool rewind;                    /* controller lost events: upload again from the start */
+        /* spool.max_job_size: lines past the limit are not uploaded; one truncation event replaces them */
+        bool truncated;                 /* the truncation event is acknowledged: nothing more to upload */
+        int64_t truncated_counter;      /* its counter (the job's final counter) */
 } uploader;
+
+/* Written into the job dir once the truncation event is acknowledged: "<offset> <counter>". */
+#define AGENT_JOB_TRUNCATED_FILE "spool-truncated"
 
 int uploader_init(uploader *u, agent_job *j, job_dir *d);
 void uploader_done(uploader *u);

@@ -7,6 +7,7 @@
 #include <libgen.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
@@ -141,6 +142,53 @@ void agent_note_reachable(agent *a, bool reachable, const char *what) {
                 log_warning("Controller %s unreachable: %s", a->cfg->controller_url, strna(what));
 }
 
+/* ---------------- spool and disk ---------------- */
+
+void agent_job_set_spool(agent_job *j, uint64_t bytes) {
+        pthread_mutex_lock(&j->agent->lock);
+        j->spool_bytes = bytes;
+        pthread_mutex_unlock(&j->agent->lock);
+}
+
+bool agent_spool_check(agent *a) {
+        uint64_t total = 0;
+
+        pthread_mutex_lock(&a->lock);
+        for (agent_job *j = a->jobs; j; j = j->next)
+                total += j->spool_bytes;
+        bool was = a->spool_full;
+        /* A little hysteresis: full at the limit, free again below 90 % of it. */
+        uint64_t limit = a->cfg->spool.max_total_bytes;
+        bool full = was ? total >= limit - limit / 10 : total >= limit;
+        a->spool_full = full;
+        pthread_mutex_unlock(&a->lock);
+
+        if (full && !was)
+                log_warning("Unacknowledged spool (%" PRIu64 " bytes) reached spool.max_total_size (%" PRIu64
+                            " bytes): advertising no capacity and taking no new jobs.", total, limit);
+        else if (!full && was)
+                log_notice("Unacknowledged spool down to %" PRIu64 " bytes: taking new jobs again.", total);
+        return full;
+}
+
+bool agent_disk_full(const char *path) {
+        struct statvfs sv;
+        if (!path || statvfs(path, &sv) < 0)
+                return false;
+        return (uint64_t) sv.f_bfree * (uint64_t) sv.f_frsize < AGENT_DISK_FULL_BYTES;
+}
+
+static json_t *agent_runtimes_json(agent *a) {
+        json_t *l = json_array();
+        if (!l)
+                return NULL;
+        for (char **r = a->runtimes; r && *r; r++)
+                json_array_append_new(l, json_string(*r));
+        if (json_array_size(l) == 0)
+                json_array_append_new(l, json_string("systemd"));
+        return l;
+}
+
 /* ---------------- the running jobs set ---------------- */
 
 static void agent_notify_status_locked(agent *a) {
@@ -153,7 +201,7 @@ static json_t *agent_running_list(agent *a) {
                 return NULL;
         pthread_mutex_lock(&a->lock);
         for (agent_job *j = a->jobs; j; j = j->next) {
-                if (j->stop_requested)
+                if (j->stop_requested || j->reported)
                         continue;
                 json_array_append_new(l, json_pack("{s:I,s:I}", "job", (json_int_t) j->job_id,
                                                    "attempt", (json_int_t) j->attempt));
@@ -204,7 +252,7 @@ static void agent_control_job(agent *a, int64_t job_id, int64_t attempt, control
                 }
                 log_info("Job %" PRId64 " attempt %" PRId64 ": cancel requested.", job_id, j->attempt);
         } else {
-                if (j->stop_requested) {
+                if (j->stop_requested || j->reported) {
                         pthread_mutex_unlock(&a->lock);
                         return;
                 }
@@ -271,7 +319,7 @@ void agent_job_remove(agent_job *j) {
                         a->n_jobs--;
                         break;
                 }
-        if (!a->stopping) {
+        if (!a->stopping && !j->forget) {
                 size_t slot = a->n_recent++ % AGENT_RECENT_MAX;
                 a->recent[slot].job_id = j->job_id;
                 a->recent[slot].attempt = j->attempt;
@@ -444,9 +492,10 @@ static int agent_enroll(agent *a) {
         if (r < 0)
                 return r;
 
-        body = json_pack("{s:s,s:s,s:I,s:I,s:[s],s:s}", "token", a->cfg->enrollment_token,
+        body = json_pack("{s:s,s:s,s:I,s:I,s:o,s:s}", "token", a->cfg->enrollment_token,
                          "hostname", a->cfg->node_name, "cpus", (json_int_t) a->cpus,
-                         "memory", (json_int_t) a->memory, "runtimes", "systemd", "version", DROVER_VERSION);
+                         "memory", (json_int_t) a->memory, "runtimes", agent_runtimes_json(a),
+                         "version", DROVER_VERSION);
         if (!body)
                 return log_oom();
         if (a->cfg->capacity > 0)
@@ -504,11 +553,12 @@ static void *agent_heartbeat_thread(void *userdata) {
                 return NULL;
 
         while (!agent_is_stopping(a)) {
-                _cleanup_json_ json_t *body = json_pack("{s:I,s:I,s:I,s:[s],s:o,s:s}",
-                                                        "capacity", (json_int_t) a->capacity,
+                bool spool_full = agent_spool_check(a);
+                _cleanup_json_ json_t *body = json_pack("{s:I,s:I,s:I,s:o,s:o,s:s}",
+                                                        "capacity", (json_int_t) (spool_full ? 0 : a->capacity),
                                                         "cpus", (json_int_t) a->cpus,
                                                         "memory", (json_int_t) a->memory,
-                                                        "runtimes", "systemd",
+                                                        "runtimes", agent_runtimes_json(a),
                                                         "running", agent_running_list(a),
                                                         "version", DROVER_VERSION);
                 if (!body) {
@@ -583,8 +633,14 @@ static void *agent_work_thread(void *userdata) {
                 const json_t *l = json_object_get(resp.json, "assignments");
                 size_t i, n_new = 0;
                 json_t *asg;
+                bool spool_full = agent_spool_check(a);
                 if (json_is_array(l))
                         json_array_foreach(l, i, asg) {
+                                if (spool_full) {
+                                        log_debug("Spool full: not taking job %" PRId64 " now.",
+                                                  json_get_int(asg, "job", 0));
+                                        continue;
+                                }
                                 if (agent_accept_assignment(a, asg) > 0)
                                         n_new++;
                         }
@@ -720,6 +776,11 @@ int agent_run(agent_config *cfg) {
         }
 
         agent_node_facts(a);
+        r = agent_runtimes(cfg, &a->runtimes);
+        if (r < 0) {
+                log_error_errno(r, "Failed to determine the container runtimes: %m");
+                goto stop_signal;
+        }
 
         r = mkdir_p(cfg->state_dir, 0700);
         if (r < 0) {
@@ -790,6 +851,7 @@ stop_signal:
                 explicit_bzero(a->authorization, strlen(a->authorization));
                 free(a->authorization);
         }
+        strv_free(a->runtimes);
 free_agent:
         pthread_cond_destroy(&a->cond);
         pthread_mutex_destroy(&a->lock);

@@ -5,6 +5,9 @@
 #include "agent-internal.h"
 #include "agent-exec.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "drover/json-util.h"
 #include "drover/log.h"
 #include "drover/util.h"
@@ -13,6 +16,7 @@
 #define JOB_PROJECT_TIMEOUT_MS (10 * 60 * 1000L)
 #define JOB_COLLECT_WAIT_USEC (5 * USEC_PER_SEC)
 #define JOB_ERROR_RC (-1)
+#define JOB_DISK_FULL_GRACE_USEC (5 * USEC_PER_SEC)
 
 enum {
         JOB_STARTED = 0,
@@ -148,17 +152,14 @@ static int job_fetch_project(agent_job *j, http_client *c, char **ret_path, char
         return 0;
 }
 
+static int job_launch(agent_job *j, http_client *c, job_dir *d, char **ret_error);
+
 /* Prepare and start a fresh job. On success *ret_dir holds the job dir (also in j->dir). */
 static int job_start(agent_job *j, http_client *c, job_dir **ret_dir, char **ret_error) {
         agent *a = j->agent;
-        _cleanup_free_ char *project_path = NULL, *path = NULL, *start_err = NULL, *why = NULL;
-        _cleanup_json_ json_t *redacted = NULL, *body = NULL;
-        job_command cmd = {};
+        _cleanup_free_ char *project_path = NULL;
         job_dir *d = NULL;
-        char unit[64];
         int r;
-
-        job_unit_name(j->job_id, unit);
 
         r = job_fetch_project(j, c, &project_path, ret_error);
         if (r < 0)
@@ -177,6 +178,21 @@ static int job_start(agent_job *j, http_client *c, job_dir **ret_dir, char **ret
         *ret_dir = d;
         if (cancel)
                 (void) job_dir_mark_cancel(d);
+
+        return job_launch(j, c, d, ret_error);
+}
+
+/* Build the command, report the start and start the unit of a prepared job dir. Also used when a
+ * restarted agent finds a job dir whose unit was never started (killed in between). */
+static int job_launch(agent_job *j, http_client *c, job_dir *d, char **ret_error) {
+        agent *a = j->agent;
+        _cleanup_free_ char *path = NULL, *start_err = NULL, *why = NULL;
+        _cleanup_json_ json_t *redacted = NULL, *body = NULL;
+        job_command cmd = {};
+        char unit[64];
+        int r;
+
+        job_unit_name(j->job_id, unit);
 
         r = job_command_build(a->cfg, d, &cmd);
         if (r < 0) {
@@ -258,6 +274,30 @@ finish:
         return r;
 }
 
+/* Note (once) that the file system of the job dir is full: the job's output or result may be lost,
+ * so its outcome cannot be "successful". Returns whether it is full right now. */
+static bool job_check_disk(agent_job *j, job_dir *d) {
+        agent *a = j->agent;
+        bool full_now = d && agent_disk_full(d->root);
+
+        pthread_mutex_lock(&a->lock);
+        bool was = j->disk_full;
+        if (full_now)
+                j->disk_full = true;
+        pthread_mutex_unlock(&a->lock);
+        if (full_now && !was)
+                log_error("Job %" PRId64 ": no space left on device in %s; the job's events and result may not be "
+                          "recorded.", j->job_id, d->root);
+        return full_now;
+}
+
+static bool job_flag_disk_full(agent_job *j) {
+        pthread_mutex_lock(&j->agent->lock);
+        bool s = j->disk_full;
+        pthread_mutex_unlock(&j->agent->lock);
+        return s;
+}
+
 static bool unit_finished(const unit_state *s) {
         if (!s->loaded)
                 return true;
@@ -269,7 +309,8 @@ static bool unit_finished(const unit_state *s) {
 static int job_follow(agent_job *j, http_client *c, uploader *u, job_unit_result *ret_res) {
         agent *a = j->agent;
         agent_backoff b = {};
-        uint64_t result_seen = 0;
+        uint64_t result_seen = 0, full_since = 0;
+        bool stopped_for_disk = false;
         unsigned vanished_checks = 0;
         char unit[64];
         int r;
@@ -282,6 +323,22 @@ static int job_follow(agent_job *j, http_client *c, uploader *u, job_unit_result
                 if (job_flag_stop(j))
                         return -ESTALE;
 
+                /* A job whose file system stays full cannot record its output: stop it after a grace
+                 * (the space may come back) instead of letting it run (or hang) unrecorded. */
+                if (job_check_disk(j, u->dir)) {
+                        if (full_since == 0)
+                                full_since = now_monotonic_usec();
+                        else if (!stopped_for_disk && now_monotonic_usec() - full_since > JOB_DISK_FULL_GRACE_USEC &&
+                                 job_dir_read_unit_result(u->dir, &(job_unit_result) {}) < 0) {
+                                log_error("Job %" PRId64 ": stopping %s: no space left on device in %s for %" PRIu64
+                                          " s.", j->job_id, unit, u->dir->root, JOB_DISK_FULL_GRACE_USEC / USEC_PER_SEC);
+                                stopped_for_disk = true;
+                                r = unit_stop(a->bus, unit);
+                                if (r < 0)
+                                        log_warning_errno(r, "Failed to stop %s: %m", unit);
+                        }
+                } else
+                        full_since = 0;
                 unit_state st = {};
                 bool have_state = unit_get_state(a->bus, unit, &st) >= 0;
                 job_unit_result res = {};
@@ -289,8 +346,12 @@ static int job_follow(agent_job *j, http_client *c, uploader *u, job_unit_result
                 if (have_result && result_seen == 0)
                         result_seen = now_monotonic_usec();
 
+                /* Final once the unit left a result, or is gone without one (seen twice): a torn
+                 * last line then becomes a placeholder event instead of blocking forever. */
+                bool gone = have_state && !st.loaded && !have_result;
+                bool final = have_result || (gone && vanished_checks >= 1);
                 _cleanup_free_ char *retry_after = NULL;
-                r = uploader_run_once(u, c, have_result, &retry_after);
+                r = uploader_run_once(u, c, final, &retry_after);
                 if (r == -ESTALE)
                         return r;
                 if (r < 0) {
@@ -397,6 +458,27 @@ static void job_drop(agent_job *j) {
         }
 }
 
+/* A resumed job dir whose unit never ran: no such unit, no unit-result, and no stdout file (systemd
+ * creates it when it spawns the unit's process). */
+static bool job_never_started(agent_job *j, job_dir *d) {
+        unit_state st = {};
+        job_unit_result res;
+        char unit[64];
+
+        if (!d || job_dir_read_unit_result(d, &res) >= 0 || access(d->stdout_path, F_OK) >= 0 || errno != ENOENT)
+                return false;
+        if (unit_get_state(j->agent->bus, job_unit_name(j->job_id, unit), &st) < 0 || st.loaded)
+                return false;
+        return true;
+}
+
+/* Did job_dir_create() finish? The project link is the last thing it makes (after job.json and the
+ * empty events file). */
+static bool job_dir_complete(job_dir *d) {
+        struct stat st;
+        return lstat(d->project, &st) >= 0 && access(d->events_path, F_OK) >= 0;
+}
+
 static bool job_keep_dir(agent_job *j, job_dir *d) {
         if (j->agent->cfg->keep_job_dirs)
                 return true;
@@ -420,7 +502,52 @@ void *job_run_thread(void *userdata) {
         if (r < 0)
                 goto out;
 
-        if (!j->resume) {
+        bool never_started = j->resume && job_never_started(j, d);
+        if (never_started && !job_dir_complete(d)) {
+                /* Killed while creating it: the start was not reported yet, so the controller sends
+                 * the assignment again once it is not in our "running" list. */
+                log_notice("Job %" PRId64 " attempt %" PRId64 ": its job directory was left incomplete and its "
+                           "unit never started; removing it (the controller sends the job again).",
+                           j->job_id, j->attempt);
+                r = job_dir_remove(d);
+                if (r < 0)
+                        log_warning_errno(r, "Job %" PRId64 ": failed to remove %s: %m", j->job_id, d->root);
+                pthread_mutex_lock(&a->lock);
+                j->forget = true;
+                pthread_mutex_unlock(&a->lock);
+                goto out;
+        }
+        if (never_started) {
+                log_notice("Job %" PRId64 " attempt %" PRId64 ": its unit was never started (the agent stopped "
+                           "in between); starting it now.", j->job_id, j->attempt);
+                pthread_mutex_lock(&a->lock);
+                j->unit_started = false;
+                if (job_dir_cancel_requested(d))
+                        j->cancel_requested = true;
+                pthread_mutex_unlock(&a->lock);
+                r = job_launch(j, c, d, &error);
+                if (r == -ECANCELED)
+                        goto out;       /* stopping again: the next agent resumes it the same way */
+                if (r == -ESTALE) {
+                        job_drop(j);
+                        goto cleanup;
+                }
+                if (r == JOB_CANCELED_BEFORE_START) {
+                        log_info("Job %" PRId64 ": canceled before its unit started.", j->job_id);
+                        rep = (job_report) { .status = "canceled", .rc = 254 };
+                        rep.explanation = strdup("Job canceled");
+                        goto report;
+                }
+                if (r < 0) {
+                        if (!error) {
+                                errno = -r;
+                                error = asprintf_safe("Failed to start the job: %m");
+                        }
+                        rep = (job_report) { .status = "error", .rc = JOB_ERROR_RC };
+                        rep.explanation = TAKE_PTR(error);
+                        goto report;
+                }
+        } else if (!j->resume) {
                 r = job_start(j, c, &d, &error);
                 if (r == -ECANCELED) {
                         /* Agent stopping before the start was reported: the controller keeps the
@@ -462,11 +589,17 @@ void *job_run_thread(void *userdata) {
                 job_drop(j);
                 goto cleanup;
         }
+        (void) job_check_disk(j, d);
+        bool disk_full = job_flag_disk_full(j);
         if (r == 1) {
                 rep = (job_report) { .status = "error", .rc = JOB_ERROR_RC };
-                rep.explanation = strdup(j->resume ? "unit vanished while the agent was down"
-                                                   : "unit vanished without recording its result");
-                log_error("Job %" PRId64 ": %s.", j->job_id, rep.explanation);
+                if (disk_full)
+                        rep.explanation = asprintf_safe("No space left on device in %s: the job's output and its unit's "
+                                                        "result could not be recorded", d->root);
+                else
+                        rep.explanation = strdup(j->resume ? "unit vanished while the agent was down"
+                                                           : "unit vanished without recording its result");
+                log_error("Job %" PRId64 ": %s.", j->job_id, strna(rep.explanation));
         } else {
                 char *expl = NULL;
                 const char *status = NULL;
@@ -481,6 +614,16 @@ void *job_run_thread(void *userdata) {
                 rep.result = res.service_result;
                 rep.exit_code = res.exit_code;
                 rep.exit_status = res.exit_status;
+                if (disk_full && !streq(rep.status, "canceled")) {
+                        /* Its events (and ansible's own files) may be incomplete: never "successful". */
+                        char *e = asprintf_safe("No space left on device in %s while the job ran; its output may be "
+                                                "incomplete (ansible-playbook: %s, rc %d)%s%s", d->root, rep.status,
+                                                rep.rc, rep.explanation ? ": " : "", strempty(rep.explanation));
+                        free(rep.explanation);
+                        rep.explanation = e;
+                        rep.status = "error";
+                        log_error("Job %" PRId64 ": %s", j->job_id, strna(e));
+                }
         }
 
 report:
@@ -500,14 +643,17 @@ report:
                 job_drop(j);
                 goto cleanup;
         }
-        if (r < 0)
+        if (r < 0) {
                 log_error("Job %" PRId64 ": giving up reporting its result (%s); job directory kept.", j->job_id,
                           rep.status);
-        else
-                log_info("Job %" PRId64 " attempt %" PRId64 " finished: %s (rc %d)%s%s", j->job_id, j->attempt,
-                         rep.status, rep.rc, rep.explanation ? ": " : ".", strempty(rep.explanation));
-        if (r < 0)
                 goto out;
+        }
+        /* The controller holds the final result: the run is over, a "stop" for it is moot. */
+        pthread_mutex_lock(&a->lock);
+        j->reported = true;
+        pthread_mutex_unlock(&a->lock);
+        log_info("Job %" PRId64 " attempt %" PRId64 " finished: %s (rc %d)%s%s", j->job_id, j->attempt,
+                 rep.status, rep.rc, rep.explanation ? ": " : ".", strempty(rep.explanation));
 
 cleanup:
         if (d && job_keep_dir(j, d)) {

@@ -1,7 +1,10 @@
 /* uploader.c: follows one job's events file (artifacts/<id>/job_events.jsonl, the spool) and uploads
  * it to POST /api/agent/v1/jobs/<id>/events in batches (at most 1000 events or 4 MiB of lines).
  * Only complete lines are read, starting at the acknowledged offset; the offset advances only up to
- * the line carrying the controller's "acked" counter and is recorded in the job dir's ack file. */
+ * the line carrying the controller's "acked" counter and is recorded in the job dir's ack file.
+ * Bounded: never more than one batch window (plus one line of at most AGENT_EVENT_MAX_LINE) in memory.
+ * spool.max_job_size: lines ending past it are not uploaded; one "verbose" truncation event with the
+ * next counter replaces them (recorded in the job dir's spool-truncated file once acknowledged). */
 #include "agent-internal.h"
 #include "agent-exec.h"
 
@@ -19,9 +22,51 @@
 #define UPLOAD_COALESCE_USEC (20 * 1000)
 #define UPLOAD_SCAN_CHUNK (64u * 1024u)
 
+static int read_truncated(job_dir *d, uint64_t *ret_offset, int64_t *ret_counter) {
+        _cleanup_free_ char *path = strjoin(d->root, "/" AGENT_JOB_TRUNCATED_FILE, NULL), *data = NULL;
+        size_t size = 0;
+        unsigned long long off;
+        long long counter;
+
+        if (!path)
+                return -ENOMEM;
+        int r = read_full_file(path, 128, &data, &size);
+        if (r < 0)
+                return r;
+        if (sscanf(data, "%llu %lld", &off, &counter) != 2 || counter < 1)
+                return -EBADMSG;
+        *ret_offset = off;
+        *ret_counter = counter;
+        return 0;
+}
+
+static int write_truncated(job_dir *d, uint64_t offset, int64_t counter) {
+        _cleanup_free_ char *path = strjoin(d->root, "/" AGENT_JOB_TRUNCATED_FILE, NULL);
+        char buf[64];
+        if (!path)
+                return -ENOMEM;
+        int n = snprintf(buf, sizeof buf, "%" PRIu64 " %" PRId64 "\n", offset, counter);
+        return write_file_atomic(path, buf, (size_t) n, 0600);
+}
+
+static void note_write_failure(uploader *u, int r, const char *what) {
+        bool first = false;
+        if (r == -ENOSPC || r == -EDQUOT) {
+                pthread_mutex_lock(&u->job->agent->lock);
+                first = !u->job->disk_full;
+                u->job->disk_full = true;
+                pthread_mutex_unlock(&u->job->agent->lock);
+        }
+        if (first)
+                log_error_errno(r, "Job %" PRId64 ": failed to record %s in %s: %m; the job's events and result "
+                                "may not be recorded.", u->job->job_id, what, u->dir->root);
+        else
+                log_warning_errno(r, "Job %" PRId64 ": failed to record %s: %m", u->job->job_id, what);
+}
+
 int uploader_init(uploader *u, agent_job *j, job_dir *d) {
-        uint64_t offset = 0;
-        int64_t counter = 0;
+        uint64_t offset = 0, t_offset = 0;
+        int64_t counter = 0, t_counter = 0;
 
         int r = job_dir_read_ack(d, &offset, &counter);
         if (r < 0) {
@@ -37,6 +82,15 @@ int uploader_init(uploader *u, agent_job *j, job_dir *d) {
                 .acked_counter = counter,
                 .inotify_fd = -1,
         };
+        r = read_truncated(d, &t_offset, &t_counter);
+        if (r >= 0) {
+                u->truncated = true;
+                u->truncated_counter = t_counter;
+                u->acked_offset = t_offset;
+                u->acked_counter = t_counter;
+        } else if (r != -ENOENT)
+                log_warning_errno(r, "Job %" PRId64 ": cannot read %s, ignoring it: %m", j->job_id,
+                                  AGENT_JOB_TRUNCATED_FILE);
 
         u->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (u->inotify_fd < 0)
@@ -58,6 +112,17 @@ void uploader_done(uploader *u) {
 
 void uploader_rewind(uploader *u) {
         u->rewind = true;
+}
+
+static uint64_t job_limit(uploader *u) {
+        uint64_t l = u->job->agent->cfg->spool.max_job_bytes;
+        return l > 0 ? l : UINT64_MAX;
+}
+
+/* Unacknowledged bytes that will still be uploaded (lines past the per-job limit will not). */
+static void update_spool(uploader *u, uint64_t size) {
+        uint64_t upto = MIN(size, job_limit(u));
+        agent_job_set_spool(u->job, u->truncated || upto <= u->acked_offset ? 0 : upto - u->acked_offset);
 }
 
 void uploader_wait(uploader *u, uint64_t max_usec) {
@@ -87,6 +152,8 @@ bool uploader_complete(uploader *u, bool final) {
         uint64_t size = 0;
         if (u->rewind)
                 return false;
+        if (u->truncated)
+                return true;    /* the rest is past spool.max_job_size and will not be uploaded */
         if (events_file_size(u, &size) < 0)
                 return true;    /* no events file: nothing to upload */
         return size <= u->acked_offset;
@@ -154,7 +221,30 @@ typedef struct batch {
         batch_entry entries[UPLOAD_MAX_EVENTS];
         size_t n;
         int64_t expected;
+        bool truncation;        /* the last entry is the truncation event */
+        uint64_t truncation_offset;     /* where the first line not uploaded starts */
 } batch;
+
+/* The line starting at offset would end past spool.max_job_size: end the upload with one event
+ * saying so instead of its lines (and all after it). */
+static int batch_add_truncation(uploader *u, batch *b, uint64_t offset) {
+        char uuid[37];
+        uuid_string(uuid);
+        uint64_t limit = job_limit(u);
+        _cleanup_free_ char *msg = asprintf_safe("[drover] output truncated: spool limit of %" PRIu64 " bytes reached",
+                                                 limit);
+        if (!msg)
+                return -ENOMEM;
+        json_t *ev = json_pack("{s:s,s:I,s:s,s:s,s:s,s:{}}", "event", "verbose", "counter", (json_int_t) b->expected,
+                               "uuid", uuid, "parent_uuid", "", "stdout", msg, "event_data");
+        if (!ev || json_array_append_new(b->events, ev) < 0)
+                return -ENOMEM;
+        b->entries[b->n++] = (batch_entry) { .counter = b->expected, .end = offset };
+        b->expected++;
+        b->truncation = true;
+        b->truncation_offset = offset;
+        return 0;
+}
 
 static int batch_add(uploader *u, batch *b, const char *line, size_t len, uint64_t real_len, uint64_t end) {
         json_t *ev = NULL;
@@ -184,11 +274,14 @@ static int batch_add(uploader *u, batch *b, const char *line, size_t len, uint64
 
 /* Fill the batch from the acknowledged offset. */
 static int batch_fill(uploader *u, int fd, uint64_t size, bool final, batch *b) {
-        uint64_t pos = u->acked_offset;
+        uint64_t pos = u->acked_offset, limit = job_limit(u);
         size_t wlen = (size_t) MIN((uint64_t) UPLOAD_MAX_BYTES, size - pos);
-        _cleanup_free_ char *buf = malloc(wlen + 1);
+        _cleanup_free_ char *buf = NULL;
         int r;
 
+        if (pos >= limit)
+                return batch_add_truncation(u, b, pos);
+        buf = malloc(wlen + 1);
         if (!buf)
                 return -ENOMEM;
         r = pread_full(fd, buf, wlen, pos);
@@ -200,6 +293,8 @@ static int batch_fill(uploader *u, int fd, uint64_t size, bool final, batch *b) 
                 char *nl = memchr(buf + p, '\n', wlen - p);
                 if (nl) {
                         size_t len = (size_t) (nl - (buf + p));
+                        if (pos + p + len + 1 > limit)
+                                return batch_add_truncation(u, b, pos + p);
                         r = batch_add(u, b, buf + p, len, len, pos + p + len + 1);
                         if (r < 0)
                                 return r;
@@ -211,6 +306,8 @@ static int batch_fill(uploader *u, int fd, uint64_t size, bool final, batch *b) 
 
                 if (pos + wlen == size) {
                         /* an incomplete last line: only once the unit has finished */
+                        if (size > limit && (final || b->n == 0))
+                                return batch_add_truncation(u, b, pos + p);
                         if (final) {
                                 r = batch_add(u, b, buf + p, wlen - p, wlen - p, size);
                                 if (r < 0)
@@ -220,10 +317,14 @@ static int batch_fill(uploader *u, int fd, uint64_t size, bool final, batch *b) 
                 }
 
                 /* a single line longer than the window */
+                if (pos + wlen >= limit)
+                        return batch_add_truncation(u, b, pos);
                 uint64_t len, next;
                 r = find_line_end(fd, pos, size, final, &len, &next);
                 if (r <= 0)
                         return r;
+                if (next > limit)
+                        return batch_add_truncation(u, b, pos);
                 if (len > AGENT_EVENT_MAX_LINE)
                         r = batch_add(u, b, NULL, 0, len, next);
                 else {
@@ -254,6 +355,11 @@ int uploader_run_once(uploader *u, http_client *c, bool final, char **ret_retry_
                 u->acked_offset = 0;
                 u->acked_counter = 0;
                 u->rewind = false;
+                u->truncated = false;
+        }
+        if (u->truncated) {
+                agent_job_set_spool(j, 0);
+                return 0;
         }
 
         fd = open(u->dir->events_path, O_RDONLY | O_CLOEXEC);
@@ -263,6 +369,7 @@ int uploader_run_once(uploader *u, http_client *c, bool final, char **ret_retry_
         if (fstat(fd, &st) < 0)
                 return -errno;
         size = (uint64_t) st.st_size;
+        update_spool(u, size);
         if (size <= u->acked_offset)
                 return 0;
 
@@ -336,9 +443,21 @@ int uploader_run_once(uploader *u, http_client *c, bool final, char **ret_retry_
         }
         u->acked_offset = b->entries[idx].end;
         u->acked_counter = b->entries[idx].counter;
+        if (b->truncation && (size_t) idx == b->n - 1) {
+                /* Record it before the ack: a restarted agent must not upload past the limit. */
+                r = write_truncated(u->dir, b->truncation_offset, u->acked_counter);
+                if (r < 0)
+                        note_write_failure(u, r, "the spool truncation");
+                u->truncated = true;
+                u->truncated_counter = u->acked_counter;
+                log_warning("Job %" PRId64 ": its events file exceeds spool.max_job_size (%" PRIu64 " bytes); further "
+                            "output is not uploaded (truncation event at counter %" PRId64 ").", j->job_id,
+                            job_limit(u), u->acked_counter);
+        }
         r = job_dir_write_ack(u->dir, u->acked_offset, u->acked_counter);
         if (r < 0)
-                log_warning_errno(r, "Job %" PRId64 ": failed to record the acknowledged offset: %m", j->job_id);
+                note_write_failure(u, r, "the acknowledged offset");
+        update_spool(u, size);
         log_debug("Job %" PRId64 ": %zu events uploaded, acknowledged up to counter %" PRId64 ".", j->job_id,
                   (size_t) idx + 1, u->acked_counter);
         return 1;

@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "agent-internal.h"
@@ -242,6 +243,99 @@ static void test_syntax_error(void **state) {
                 fail_msg("error '%s' does not name line:col", error);
 }
 
+static void test_spool_podman(void **state) {
+        const char *path = write_config("spool.yaml",
+                "controller_url: https://c\n"
+                "spool:\n"
+                "  max_job_size: 10M\n"
+                "  max_total_size: 2G\n"
+                "podman:\n"
+                "  enabled: false\n"
+                "  path: /opt/podman/bin/podman\n"
+                "  global_options: [\"--events-backend=file\"]\n"
+                "  run_options:\n"
+                "    - --cgroups=disabled\n"
+                "    - --network=none\n"
+                "  pull_options: []\n");
+        agent_config *c = NULL;
+
+        assert_int_equal(agent_config_load(path, &c), 0);
+        assert_int_equal(c->spool.max_job_bytes, 10ULL * 1024 * 1024);
+        assert_int_equal(c->spool.max_total_bytes, 2ULL * 1024 * 1024 * 1024);
+        assert_false(c->podman.enabled);
+        assert_string_equal(c->podman.path, "/opt/podman/bin/podman");
+        assert_int_equal(strv_length(c->podman.global_options), 1);
+        assert_string_equal(c->podman.global_options[0], "--events-backend=file");
+        assert_int_equal(strv_length(c->podman.run_options), 2);
+        assert_string_equal(c->podman.run_options[0], "--cgroups=disabled");
+        assert_string_equal(c->podman.run_options[1], "--network=none");
+        assert_non_null(c->podman.pull_options);
+        assert_int_equal(strv_length(c->podman.pull_options), 0);
+        agent_config_free(c);
+
+        /* defaults: 256M / 1G; podman at /usr/bin/podman, enabled when it is executable */
+        path = write_config("spool-default.yaml", "controller_url: https://c\n");
+        assert_int_equal(agent_config_load(path, &c), 0);
+        assert_int_equal(c->spool.max_job_bytes, 256ULL * 1024 * 1024);
+        assert_int_equal(c->spool.max_total_bytes, 1024ULL * 1024 * 1024);
+        assert_string_equal(c->podman.path, "/usr/bin/podman");
+        assert_int_equal(c->podman.enabled, access("/usr/bin/podman", X_OK) == 0);
+        assert_null(c->podman.run_options);
+        agent_config_free(c);
+
+        /* an executable path given, enabled not given: enabled */
+        path = write_config("podman-true.yaml", "controller_url: https://c\npodman:\n  path: /bin/true\n");
+        assert_int_equal(agent_config_load(path, &c), 0);
+        assert_true(c->podman.enabled);
+        agent_config_free(c);
+
+        expect_error("spool-bad.yaml",
+                     "controller_url: https://c\n"
+                     "spool:\n"
+                     "  max_job_size: lots\n",
+                     3, 17, "key 'spool.max_job_size'");
+        expect_error("spool-small.yaml",
+                     "controller_url: https://c\n"
+                     "spool:\n"
+                     "  max_total_size: 1K\n",
+                     3, 19, "key 'spool.max_total_size': expected a size of at least 64K");
+        expect_error("spool-unknown.yaml",
+                     "controller_url: https://c\n"
+                     "spool:\n"
+                     "  max_jobs: 1\n",
+                     3, 3, "key 'spool.max_jobs': unknown key");
+        expect_error("spool-scalar.yaml",
+                     "controller_url: https://c\n"
+                     "spool: 5\n",
+                     2, 8, "key 'spool': expected a mapping");
+        expect_error("podman-unknown.yaml",
+                     "controller_url: https://c\n"
+                     "podman:\n"
+                     "  binary: /usr/bin/podman\n",
+                     3, 3, "key 'podman.binary': unknown key");
+        expect_error("podman-bool.yaml",
+                     "controller_url: https://c\n"
+                     "podman:\n"
+                     "  enabled: maybe\n",
+                     3, 12, "key 'podman.enabled'");
+        expect_error("podman-path.yaml",
+                     "controller_url: https://c\n"
+                     "podman:\n"
+                     "  path: podman\n",
+                     3, 9, "key 'podman.path': expected an absolute path");
+        expect_error("podman-list.yaml",
+                     "controller_url: https://c\n"
+                     "podman:\n"
+                     "  run_options: --network=none\n",
+                     3, 16, "key 'podman.run_options'");
+        expect_error("podman-item.yaml",
+                     "controller_url: https://c\n"
+                     "podman:\n"
+                     "  pull_options:\n"
+                     "    - [a]\n",
+                     4, 7, "key 'podman.pull_options[0]'");
+}
+
 static void test_missing_file(void **state) {
         agent_config *c = NULL;
         char error[600];
@@ -260,6 +354,7 @@ int main(void) {
                 cmocka_unit_test(test_bad_bool),
                 cmocka_unit_test(test_missing_url),
                 cmocka_unit_test(test_http_url),
+                cmocka_unit_test(test_spool_podman),
                 cmocka_unit_test(test_syntax_error),
                 cmocka_unit_test(test_missing_file),
         };
