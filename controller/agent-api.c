@@ -68,16 +68,19 @@ static bool running_contains(const json_t *running, int64_t job, int64_t attempt
         return false;
 }
 
-/* The node's current (non-final) jobs. */
-static int node_jobs(controller *c, int64_t instance_id, json_t **ret) {
-        _cleanup_json_ json_t *id = json_integer(instance_id), *st = json_pack("[ss]", "waiting", "running");
+/* The node's current jobs whose cancel was requested (every answer looks: keep it cheap, the
+ * filter leaves out the documents of all other jobs). */
+static int node_cancel_jobs(controller *c, int64_t instance_id, json_t **ret) {
+        _cleanup_json_ json_t *id = json_integer(instance_id), *st = json_pack("[ss]", "waiting", "running"),
+                              *yes = json_true();
         storage_filter f[] = {
                 { .field = "_instance", .op = SF_EQ, .value = id },
+                { .field = "_cancel_requested", .op = SF_EQ, .value = yes },
                 { .field = "status", .op = SF_IN, .value = st },
         };
         storage_query q = { .filters = f, .n_filters = ELEMENTSOF(f) };
 
-        if (!id || !st)
+        if (!id || !st || !yes)
                 return -ENOMEM;
         return storage_obj_list(c->storage, ST_JOB, &q, ret, NULL);
 }
@@ -92,7 +95,7 @@ static int node_lists(controller *c, int64_t instance_id, const json_t *running,
 
         if (!cancel || !stop)
                 return -ENOMEM;
-        r = node_jobs(c, instance_id, &jobs);
+        r = node_cancel_jobs(c, instance_id, &jobs);
         if (r < 0)
                 return r;
         json_array_foreach(jobs, i, j)
@@ -473,7 +476,10 @@ static int agent_heartbeat(controller *c, http_request *req, http_response *resp
         if (r < 0)
                 return r;
 
-        answer = json_pack("{s:i}", "heartbeat_interval", HEARTBEAT_INTERVAL_SEC);
+        /* at least three heartbeats fit in the lost-node timeout */
+        answer = json_pack("{s:I}", "heartbeat_interval",
+                           (json_int_t) MAX(MIN(c->config->limits.node_lost_timeout_usec / USEC_PER_SEC / 3,
+                                                    (uint64_t) HEARTBEAT_INTERVAL_SEC), (uint64_t) 1));
         if (!answer)
                 return -ENOMEM;
         r = node_lists(c, req->instance_id, json_object_get(body, "running"), answer);
@@ -488,6 +494,22 @@ static int agent_heartbeat(controller *c, http_request *req, http_response *resp
 
 /* ---- POST /api/agent/v1/work ---- */
 
+/* The node's assigned jobs it has not reported started (their assignments are re-sent). A
+ * long-poll wakes on every change, so only these documents are loaded. */
+static int node_unstarted_jobs(controller *c, int64_t instance_id, json_t **ret) {
+        _cleanup_json_ json_t *id = json_integer(instance_id), *st = json_string("waiting"), *no = json_false();
+        storage_filter f[] = {
+                { .field = "_instance", .op = SF_EQ, .value = id },
+                { .field = "status", .op = SF_EQ, .value = st },
+                { .field = "_started_ack", .op = SF_EQ, .value = no },
+        };
+        storage_query q = { .filters = f, .n_filters = ELEMENTSOF(f) };
+
+        if (!id || !st || !no)
+                return -ENOMEM;
+        return storage_obj_list(c->storage, ST_JOB, &q, ret, NULL);
+}
+
 static int work_answer(controller *c, int64_t instance_id, const json_t *running, json_t **ret, bool *ret_something) {
         _cleanup_json_ json_t *jobs = NULL, *answer = NULL, *assignments = json_array();
         size_t i;
@@ -496,7 +518,7 @@ static int work_answer(controller *c, int64_t instance_id, const json_t *running
 
         if (!assignments)
                 return -ENOMEM;
-        r = node_jobs(c, instance_id, &jobs);
+        r = node_unstarted_jobs(c, instance_id, &jobs);
         if (r < 0)
                 return r;
         json_array_foreach(jobs, i, j) {

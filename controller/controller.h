@@ -104,6 +104,9 @@ int scheduler_start(controller *c);
 void scheduler_stop(controller *c);
 /* Statuses: true for successful, failed, error, canceled. */
 bool scheduler_status_is_final(const char *status);
+/* Added by issue4-controller: restart every node's lost-node grace period now (called when the
+ * database refused a request: heartbeats that arrived meanwhile could not be recorded). */
+void scheduler_restart_grace(controller *c);
 
 /* ---- AWX API (api-*.c) ---- */
 /* Build the `ansible-inventory --list --export` JSON of an inventory. */

@@ -1,7 +1,9 @@
 /* http-server.c: the controller's HTTPS server on libmicrohttpd (a thread per connection).
  * Accumulates request bodies up to the configured limits, routes over the AWX, agent and stream
  * route tables, authenticates (Basic, user Bearer tokens, node secrets), and adds AWX's product
- * headers to every answer. Handlers never see libmicrohttpd. */
+ * headers to every answer. Handlers never see libmicrohttpd. A database failure (disk full,
+ * read-only, locked, I/O error) is answered 503 with Retry-After instead of 500. Also home of the one
+ * injected test fault, DROVER_TEST_DROP_EVENT_REPLIES (docs/testing.md). */
 #include <ctype.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -30,12 +32,34 @@
 #define PEM_MAX_SIZE (1024 * 1024)
 #define DRAIN_MAX ((uint64_t) 64 * 1024 * 1024)   /* an oversized body is read and dropped up to this much more */
 
+#define DROP_EVENT_REPLIES_ENV "DROVER_TEST_DROP_EVENT_REPLIES"
+#define EVENTS_ROUTE "/api/agent/v1/jobs/%/events"
+#define STORAGE_RETRY_AFTER "5"
+
 struct http_server {
         controller *c;
         struct MHD_Daemon *daemon;
         char *cert_pem, *key_pem;
         char hostname[256];
+        /* test hook (docs/testing.md): events uploads number drop_first..drop_last (counted from 1
+         * over the successful uploads since start) are committed, then their connection is closed
+         * without an answer. 0 = off (the default: only DROVER_TEST_DROP_EVENT_REPLIES enables it). */
+        uint64_t drop_first, drop_last;
+        uint64_t n_event_uploads;            /* under drop_lock */
+        pthread_mutex_t drop_lock;
 };
+
+/* Errors of the database (or the disk under it) that go away by themselves or once an operator
+ * acts: the client should retry later rather than give up. */
+static bool errno_is_storage_unavailable(int r) {
+        switch (-r) {
+        case EROFS: case ENOSPC: case EDQUOT: case EIO: case EBUSY: case EAGAIN: case EACCES:
+        case ENFILE: case EMFILE: case ENOLCK:
+                return true;
+        default:
+                return false;
+        }
+}
 
 /* Per connection-request state (MHD's con_cls). */
 typedef struct request_state {
@@ -545,10 +569,34 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
         if (r < 0) {
                 if (resp.status >= 400 && resp.status < 500 && resp.json && !resp.stream)
                         ;   /* the handler answered and returned its error: send the answer */
-                else {
+                else if (errno_is_storage_unavailable(r)) {
+                        /* nothing was committed (the transaction rolled back): tell the client to
+                         * come back, agents retry with backoff */
+                        log_error_errno(r, "%s %s failed, answering 503 (database unavailable?): %m", method, url);
+                        scheduler_restart_grace(c);
+                        response_clear(&resp);
+                        resp.retry_after = strdup(STORAGE_RETRY_AFTER);
+                        http_respond_detail(&resp, 503, "The service is temporarily unavailable (%s); retry later.",
+                                            strerror(-r));
+                } else {
                         log_error_errno(r, "%s %s failed: %m", method, url);
                         response_clear(&resp);
                         http_respond_detail(&resp, 500, "A server error has occurred.");
+                }
+        }
+
+        if (s->drop_first > 0 && r >= 0 && resp.status == 200 && streq(route->pattern, EVENTS_ROUTE)) {
+                uint64_t n;
+
+                pthread_mutex_lock(&s->drop_lock);
+                n = ++s->n_event_uploads;
+                pthread_mutex_unlock(&s->drop_lock);
+                if (n >= s->drop_first && n <= s->drop_last) {
+                        log_warning("TEST HOOK %s: events upload #%" PRIu64 " to %s was committed; closing the "
+                                    "connection without an answer.", DROP_EVENT_REPLIES_ENV, n, url);
+                        response_clear(&resp);
+                        request_clear(&req);
+                        return MHD_NO;
                 }
         }
 
@@ -698,6 +746,29 @@ static int listen_parse(const char *listen, struct sockaddr_storage *ret, sockle
         return 0;
 }
 
+/* DROVER_TEST_DROP_EVENT_REPLIES=N or N-M: see struct http_server. Never on by accident: only
+ * when the variable is set, and then logged loudly at start. */
+static int drop_hook_parse(http_server *s) {
+        const char *v = getenv(DROP_EVENT_REPLIES_ENV);
+        unsigned long long first, last;
+        char *end;
+
+        if (!v)
+                return 0;
+        errno = 0;
+        first = strtoull(v, &end, 10);
+        last = first;
+        if (errno == 0 && *end == '-')
+                last = strtoull(end + 1, &end, 10);
+        if (errno != 0 || end == v || *end != 0 || first < 1 || last < first)
+                return log_error_errno(-EINVAL, "Invalid %s='%s': expected N or N-M (N >= 1).", DROP_EVENT_REPLIES_ENV, v);
+        s->drop_first = first;
+        s->drop_last = last;
+        log_warning("TEST HOOK ENABLED: %s=%s: the answers to events uploads #%llu..#%llu will be dropped after "
+                    "they are committed. Never set this outside tests.", DROP_EVENT_REPLIES_ENV, v, first, last);
+        return 0;
+}
+
 int http_server_start(controller *c, const char *cert_path, const char *key_path, http_server **ret) {
         struct sockaddr_storage addr;
         socklen_t addr_len;
@@ -716,6 +787,10 @@ int http_server_start(controller *c, const char *cert_path, const char *key_path
         if (!s)
                 return log_oom();
         s->c = c;
+        pthread_mutex_init(&s->drop_lock, NULL);
+        r = drop_hook_parse(s);
+        if (r < 0)
+                goto fail;
         if (gethostname(s->hostname, sizeof(s->hostname) - 1) < 0)
                 strcpy(s->hostname, "localhost");
 
@@ -758,6 +833,7 @@ fail:
                 explicit_bzero(s->key_pem, strlen(s->key_pem));
         free(s->key_pem);
         free(s->cert_pem);
+        pthread_mutex_destroy(&s->drop_lock);
         free(s);
         return r;
 }
@@ -774,5 +850,6 @@ void http_server_stop(http_server *s) {
                 explicit_bzero(s->key_pem, strlen(s->key_pem));
         free(s->key_pem);
         free(s->cert_pem);
+        pthread_mutex_destroy(&s->drop_lock);
         free(s);
 }

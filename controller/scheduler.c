@@ -22,7 +22,9 @@ static bool sched_thread_running;
 static pthread_mutex_t sched_stop_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sched_stop_cond;
 static bool sched_stop;
-static uint64_t sched_started_usec;   /* lost-node grace period starts at controller start */
+/* The lost-node grace period runs from here: the controller's start, or the last time the database
+ * refused a write (heartbeats could not be recorded then). Atomic: set from request threads. */
+static uint64_t sched_grace_from_usec;
 
 bool scheduler_status_is_final(const char *status) {
         return status && (streq(status, "successful") || streq(status, "failed") || streq(status, "error") ||
@@ -506,7 +508,8 @@ static bool instance_alive(controller *c, const json_t *inst, uint64_t now) {
 
         if (parse_iso8601(json_get_string(inst, "last_seen", ""), &seen) < 0)
                 seen = 0;
-        seen = MAX(seen, sched_started_usec);   /* grace period after a controller restart */
+        /* grace period after a controller restart or a database outage */
+        seen = MAX(seen, __atomic_load_n(&sched_grace_from_usec, __ATOMIC_RELAXED));
         return seen + c->config->limits.node_lost_timeout_usec >= now;
 }
 
@@ -564,7 +567,12 @@ static int lost_tx(storage *s, void *userdata) {
                                        "event_processing_finished", true);
                         l->n_canceled++;
                 } else if (streq(json_get_string(job, "status", ""), "waiting") && !json_get_bool(job, "_started_ack", false)) {
-                        /* never started: place it again (a new attempt supersedes the old one) */
+                        /* never started: place it again (a new attempt supersedes the old one). Events
+                         * the old attempt may have sent before reporting its start are not this job's
+                         * record: the new attempt numbers its events from 1 again. */
+                        r = storage_events_delete(s, job_id);
+                        if (r < 0)
+                                return r;
                         jp = json_pack("{s:s, s:n, s:s, s:I, s:s, s:s}", "status", "pending", "_instance",
                                        "execution_node", "", "_impact", (json_int_t) 0, "modified", now,
                                        "job_explanation", "");
@@ -653,13 +661,17 @@ static void *scheduler_thread(void *userdata) {
         return NULL;
 }
 
+void scheduler_restart_grace(controller *c) {
+        __atomic_store_n(&sched_grace_from_usec, now_realtime_usec(), __ATOMIC_RELAXED);
+}
+
 int scheduler_start(controller *c) {
         pthread_condattr_t attr;
         int r;
 
         if (sched_thread_running)
                 return -EBUSY;
-        sched_started_usec = now_realtime_usec();
+        __atomic_store_n(&sched_grace_from_usec, now_realtime_usec(), __ATOMIC_RELAXED);
         sched_stop = false;
         pthread_condattr_init(&attr);
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

@@ -413,3 +413,223 @@ class DroverTestCase(unittest.TestCase):
 
 def main():
     unittest.main(verbosity=2)
+
+
+# ---- fault-injection helpers (issue 4, controller side): kill/restart processes for real ----
+
+def controller_kill9(ctl):
+    """kill -9 the controller (no shutdown path runs); keeps port, state and database for a restart."""
+    if ctl.proc and ctl.proc.poll() is None:
+        ctl.proc.kill()
+        ctl.proc.wait()
+    ctl.proc = None
+
+
+def controller_restart(ctl, env=None, argv_prefix=None):
+    """Start the controller again on the same port with the same state (after controller_kill9 or
+    stop()). env: extra environment variables for the controller process only. argv_prefix: a command
+    the controller is exec'ed through (e.g. an unshare/mount wrapper)."""
+    ctl.write_config()
+    ctl.log = open(ctl.log_path, "ab")
+    penv = dict(os.environ)
+    penv.update(env or {})
+    argv = list(argv_prefix or []) + [CONTROLLER_BIN, "--config", ctl.config_path]
+    ctl.proc = subprocess.Popen(argv, stdout=ctl.log, stderr=ctl.log, env=penv)
+    ctl.ca_file = os.path.join(ctl.state_dir, "tls", "ca.crt")
+
+    def up():
+        if ctl.proc.poll() is not None:
+            raise AssertionError("controller exited with %s:\n%s" % (ctl.proc.returncode, ctl.log_tail()))
+        if not os.path.exists(ctl.ca_file):
+            return False
+        try:
+            s, _, _ = Api(ctl.base, ctl.ca_file, password=ctl.admin_password).get("/api/v2/ping/")
+            return s == 200
+        except (OSError, ssl.SSLError):
+            return False
+    wait_for("controller to answer /api/v2/ping/ again", up, timeout=30)
+    ctl.api = Api(ctl.base, ctl.ca_file, password=ctl.admin_password)
+    return ctl
+
+
+def agent_pid(agent):
+    """The host PID of the drover-agent process itself (agent.proc is nsenter, its parent)."""
+    if not agent.proc or agent.proc.poll() is not None:
+        return None
+    return privsd.PrivateSystemd._child_of(agent.proc.pid)
+
+
+def agent_signal(agent, sig):
+    """Send sig to the agent process. nsenter stops itself when its child stops (and resumes it when
+    continued), so SIGCONT goes to both."""
+    import signal
+    pid = wait_for("the agent's PID", lambda: agent_pid(agent), timeout=10)
+    if sig == signal.SIGCONT:
+        os.kill(agent.proc.pid, sig)
+    os.kill(pid, sig)
+    return pid
+
+
+def agent_kill9(agent):
+    """kill -9 the agent process (its job units keep running in the private systemd)."""
+    import signal
+    pid = agent_pid(agent)
+    if pid:
+        os.kill(pid, signal.SIGKILL)
+    if agent.proc:
+        agent.proc.wait(10)
+    agent.proc = None
+
+
+def agent_restart(agent):
+    """Start a killed/stopped agent again with its state (node secret, job directories)."""
+    return agent.start(enroll=True)
+
+
+def stored_counters(api, job_id):
+    """The counters of every stored event of a job, in counter order (duplicates would show)."""
+    evs = api.all_pages("/api/v2/jobs/%d/job_events/?order_by=counter&page_size=200" % job_id)
+    return [e["counter"] for e in evs]
+
+
+def events_file_counters(agent, job_id):
+    """The counters in the job's events file on the node (the spool), complete lines only."""
+    out = []
+    try:
+        with open(agent.events_file(job_id), "rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break
+                try:
+                    out.append(json.loads(line)["counter"])
+                except (ValueError, KeyError):
+                    pass
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def event_attempts(ctl, job_id):
+    """{attempt: number of stored events} of a job, read from the controller's database."""
+    import sqlite3
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(ctl.state_dir, "drover.db"), uri=True, timeout=10)
+    try:
+        rows = db.execute("SELECT attempt, COUNT(*) FROM job_events WHERE job = ? GROUP BY attempt",
+                          (job_id,)).fetchall()
+    finally:
+        db.close()
+    return dict(rows)
+
+
+def assert_events_complete(tc, api, job_id, agent=None):
+    """Stored event counters are exactly 1..final counter: nothing lost, nothing doubled. With agent,
+    the final counter is the last counter in the node's events file."""
+    counters = stored_counters(api, job_id)
+    tc.assertTrue(counters, "job %d has no stored events" % job_id)
+    tc.assertEqual(counters, list(range(1, len(counters) + 1)), "job %d: stored counters have gaps or repeats" % job_id)
+    if agent is not None:
+        spool = events_file_counters(agent, job_id)
+        tc.assertEqual(counters, spool, "job %d: stored events differ from the node's events file" % job_id)
+    job = api.ok("GET", "/api/v2/jobs/%d/" % job_id)
+    tc.assertTrue(job["event_processing_finished"])
+    return counters
+
+
+class RawNode:
+    """A node speaking the agent protocol directly (no drover-agent): for protocol-level races."""
+
+    def __init__(self, ctl, name, capacity=10):
+        self.ctl, self.name = ctl, name
+        tok = ctl.api.ok("POST", "/api/v2/instances/enrollment_tokens/", {"hostname": name})["token"]
+        s, body, _ = Api(ctl.base, ctl.ca_file, user=None).post(
+            "/api/agent/v1/enroll", {"token": tok, "hostname": name, "cpus": 2, "memory": 4 << 30,
+                                     "capacity": capacity, "runtimes": ["systemd"], "version": "test"})
+        if s != 201:
+            raise ApiError("enroll %s -> %d %r" % (name, s, body))
+        self.instance = body["instance"]
+        self.secret = body["secret"]
+
+    def api(self):
+        return Api(self.ctl.base, self.ctl.ca_file, user=None, token=self.secret)
+
+    def post(self, path, body):
+        return self.api().post("/api/agent/v1/" + path, body)
+
+    def heartbeat(self, running=(), capacity=None):
+        body = {"cpus": 2, "memory": 4 << 30, "runtimes": ["systemd"], "version": "test",
+                "running": [{"job": j, "attempt": a} for j, a in running]}
+        if capacity is not None:
+            body["capacity"] = capacity
+        return self.post("heartbeat", body)
+
+    def work(self, running=(), wait=0):
+        return self.post("work", {"running": [{"job": j, "attempt": a} for j, a in running], "wait": wait})
+
+
+# ---- fault-injection helpers (issue 4, agent side): the agent as a unit of the private systemd ----
+
+AGENT_UNIT = "drover-agent.service"
+
+
+def agent_unit_text(agent):
+    """units/drover-agent.service as shipped, with ExecStart pointing at the build and the test config,
+    output appended to agent.log (the private systemd has no journal) and no StateDirectory= (the
+    state lives in the test's work dir)."""
+    with open(os.path.join(SOURCE_DIR, "units", AGENT_UNIT)) as f:
+        text = f.read()
+    out = []
+    for line in text.splitlines():
+        if line.startswith("ExecStart="):
+            line = "ExecStart=%s --config %s" % (AGENT_BIN, agent.config_path)
+        elif line.startswith("StateDirectory"):
+            continue
+        out.append(line)
+        if line.strip() == "[Service]":
+            out.append("StandardOutput=append:%s" % agent.log_path)
+            out.append("StandardError=append:%s" % agent.log_path)
+    return "\n".join(out) + "\n"
+
+
+def agent_start_unit(agent):
+    """Run the agent as drover-agent.service inside the private systemd (enrolling first if needed:
+    the config is written like Agent.start() writes it). Returns when the unit is active (READY=1)."""
+    if not os.path.exists(os.path.join(agent.state_dir, "node-secret")):
+        token = agent.controller.api.ok("POST", "/api/v2/instances/enrollment_tokens/", {"hostname": agent.name})["token"]
+    else:
+        token = None
+    with open(agent.config_path, "w") as f:
+        f.write("controller_url: %s\n" % agent.controller.base)
+        f.write("ca_file: %s\n" % agent.controller.ca_file)
+        if token:
+            f.write("enrollment_token: %s\n" % token)
+        f.write("node_name: %s\n" % agent.name)
+        f.write("state_dir: %s\n" % agent.state_dir)
+        f.write("share_dir: %s\n" % os.path.join(SOURCE_DIR, "agent"))
+        f.write("log_level: debug\n")
+        f.write("heartbeat_interval: 1s\n")
+        if agent.capacity:
+            f.write("capacity: %d\n" % agent.capacity)
+        f.write("keep_job_dirs: %s\n" % ("true" if agent.keep_job_dirs else "false"))
+        f.write(agent.extra_config)
+    agent.psd.add_unit(AGENT_UNIT, agent_unit_text(agent))
+    agent.psd.run(["systemctl", "daemon-reload"], check=True)
+    agent_systemctl(agent, "start")
+    return agent
+
+
+def agent_systemctl(agent, verb, unit=AGENT_UNIT):
+    """systemctl <verb> <unit> inside the private systemd; start waits for READY=1 (Type=notify)."""
+    r = agent.psd.run(["systemctl", verb, unit], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise AssertionError("systemctl %s %s failed (%d): %s\n%s" % (verb, unit, r.returncode, r.stderr,
+                                                                      agent.log_tail()))
+    return r
+
+
+def agent_log_count(agent, text):
+    """How often text occurs in the agent's log (to wait for a restarted agent's lines)."""
+    try:
+        with open(agent.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace").count(text)
+    except OSError:
+        return 0
