@@ -5,6 +5,7 @@
 #include <inttypes.h>
 
 #include <jansson.h>
+#include "drover/redact.h"
 #include "drover/json-util.h"
 
 #include "controller.h"
@@ -193,7 +194,7 @@ static void capacity_fields(json_t *inst) {
 }
 
 /* The node facts common to enroll and heartbeat: cpus, memory, capacity, runtimes, version. */
-static int node_facts(const json_t *body, http_response *resp, json_t *into) {
+static int node_facts(const json_t *body, bool heartbeat, http_response *resp, json_t *into) {
         const json_t *v;
 
         v = json_object_get(body, "cpus");
@@ -213,6 +214,9 @@ static int node_facts(const json_t *body, http_response *resp, json_t *into) {
                 if (!json_is_null(v) && (!json_is_int(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000000))
                         return http_respond_field_error(resp, "capacity", "A valid integer >= 0 is required."), -EINVAL;
                 json_object_set_new(into, "_capacity_override", json_integer(json_is_null(v) ? 0 : json_integer_value(v)));
+                /* a heartbeat's capacity 0 means "take no new work" (e.g. the node's spool is full) */
+                if (heartbeat)
+                        json_object_set_new(into, "_paused", json_boolean(json_is_integer(v) && json_integer_value(v) == 0));
         }
         v = json_object_get(body, "runtimes");
         if (v && !json_is_null(v)) {
@@ -404,7 +408,7 @@ static int agent_enroll(controller *c, http_request *req, http_response *resp) {
         v = json_object_get(body, "hostname");
         if (!json_is_string(v) || !hostname_valid(json_string_value(v)))
                 return http_respond_field_error(resp, "hostname", "Enter a valid host name.");
-        r = node_facts(body, resp, facts);
+        r = node_facts(body, false, resp, facts);
         if (r < 0)
                 return 0;
 
@@ -450,7 +454,7 @@ static int agent_heartbeat(controller *c, http_request *req, http_response *resp
                 return r;
         old_capacity = json_get_int(inst, "capacity", 0);
         changed = !streq(json_get_string(inst, "node_state", ""), "ready");
-        if (node_facts(body, resp, inst) < 0)
+        if (node_facts(body, true, resp, inst) < 0)
                 return 0;
         format_iso8601(now, 0);
         json_object_set_new(inst, "last_seen", json_string(now));
@@ -605,18 +609,9 @@ static int64_t req_job_id(const http_request *req) {
         return req->n_ids > 0 ? req->ids[0] : 0;
 }
 
+/* The agent's rule too (drover/redact.h): one definition of what a secret-looking name is. */
 static bool env_name_secret(const char *name) {
-        static const char *const words[] = { "PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PASSWD" };
-        _cleanup_free_ char *up = strdup(name);
-
-        if (!up)
-                return true;
-        for (char *p = up; *p; p++)
-                *p = (char) toupper((unsigned char) *p);
-        for (size_t i = 0; i < ELEMENTSOF(words); i++)
-                if (strstr(up, words[i]))
-                        return true;
-        return false;
+        return env_name_is_secret(name);
 }
 
 typedef struct start_ctx {

@@ -24,6 +24,13 @@ int api_not_found(http_response *resp) {
 
 int api_storage_error(http_response *resp, int r, const char *what) {
         log_error_errno(r, "Storage failure (%s): %m", what);
+        if (http_errno_storage_unavailable(r)) {
+                /* nothing was committed: the client may retry */
+                free(resp->retry_after);
+                resp->retry_after = strdup("5");
+                return http_respond_detail(resp, 503, "The service is temporarily unavailable (%s); retry later.",
+                                           strerror(-r));
+        }
         return http_respond_detail(resp, 500, "Storage failure.");
 }
 

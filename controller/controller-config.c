@@ -200,6 +200,12 @@ static int config_parse(yaml_doc *d, controller_config *c) {
                     (r = opt_timespan(d, n, "long_poll_timeout", "limits.long_poll_timeout", &l->long_poll_max_usec)) < 0 ||
                     (r = opt_timespan(d, n, "node_lost_timeout", "limits.node_lost_timeout", &l->node_lost_timeout_usec)) < 0)
                         return r;
+                /* agents refuse responses over 64 MiB (common/http-client.c): a larger project could
+                 * never be downloaded */
+                const ynode *p = ynode_get(n, "max_project_size");
+                if (p && l->max_project_size > 64 * 1024 * 1024)
+                        return yaml_doc_error(d, p, "key 'limits.max_project_size': at most 64M (the agents' download "
+                                              "limit), got '%s'", p->kind == YNODE_SCALAR ? p->value : "?");
         }
         return 0;
 }

@@ -51,15 +51,6 @@ struct http_server {
 
 /* Errors of the database (or the disk under it) that go away by themselves or once an operator
  * acts: the client should retry later rather than give up. */
-static bool errno_is_storage_unavailable(int r) {
-        switch (-r) {
-        case EROFS: case ENOSPC: case EDQUOT: case EIO: case EBUSY: case EAGAIN: case EACCES:
-        case ENFILE: case EMFILE: case ENOLCK:
-                return true;
-        default:
-                return false;
-        }
-}
 
 /* Per connection-request state (MHD's con_cls). */
 typedef struct request_state {
@@ -250,8 +241,13 @@ static int auth_basic(controller *c, const char *b64, http_request *req, http_re
         char *password = colon + 1;
 
         r = storage_obj_find(c->storage, ST_USER, "username", username, &user);
-        if (r == -ENOENT)
+        if (r == -ENOENT) {
+                /* cost the same as a known user, so timing does not tell which usernames exist */
+                static const char dummy_hash[] =
+                        "pbkdf2_sha256$260000$droverdummysalt0$tf7gafggUXyLT/RGQrJwdlYrdWDB41GzimrUoCdGb58=";
+                (void) crypto_password_verify(password, dummy_hash);
                 return respond_401(resp, "Invalid username/password."), 0;
+        }
         if (r < 0)
                 return r;
         const char *hash = json_get_string(user, "_password_hash", NULL);
@@ -496,6 +492,15 @@ static enum MHD_Result queue_detail(http_server *s, struct MHD_Connection *conn,
 
 /* ---- the request handler ---- */
 
+/* Is s valid UTF-8 (no overlong forms, no surrogates)? A round trip through jansson checks it. */
+static bool utf8_valid(const char *str) {
+        json_t *j = json_string(str);
+        if (!j)
+                return false;
+        json_decref(j);
+        return true;
+}
+
 static enum MHD_Result query_collect(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
         http_request *req = cls;
         char **k, **v;
@@ -562,6 +567,12 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
                 return queue_detail(s, conn, method, url, 400, head, st->start_usec,
                                     "Too many query parameters (at most %d).", MAX_QUERY_ARGS - 1);
         }
+        for (size_t i = 0; i < req.n_query; i++)
+                if (!utf8_valid(req.query_keys[i]) || !utf8_valid(req.query_values[i])) {
+                        request_clear(&req);
+                        return queue_detail(s, conn, method, url, 400, head, st->start_usec,
+                                            "The query string is not valid UTF-8.");
+                }
 
         r = authenticate(c, conn, route->auth, &req, &resp);
         if (r > 0)
@@ -569,7 +580,7 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
         if (r < 0) {
                 if (resp.status >= 400 && resp.status < 500 && resp.json && !resp.stream)
                         ;   /* the handler answered and returned its error: send the answer */
-                else if (errno_is_storage_unavailable(r)) {
+                else if (http_errno_storage_unavailable(r)) {
                         /* nothing was committed (the transaction rolled back): tell the client to
                          * come back, agents retry with backoff */
                         log_error_errno(r, "%s %s failed, answering 503 (database unavailable?): %m", method, url);

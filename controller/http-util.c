@@ -32,7 +32,10 @@ int http_respond_detail(http_response *resp, unsigned status, const char *fmt, .
         if (vasprintf(&msg, fmt, ap) < 0)
                 msg = NULL;
         va_end(ap);
-        return http_respond(resp, status, json_pack("{s:s}", "detail", msg ? msg : "Out of memory."));
+        json_t *body = json_pack("{s:s}", "detail", msg ? msg : "Out of memory.");
+        if (!body)      /* msg quoted client text that is not UTF-8 */
+                body = json_pack("{s:s}", "detail", "Invalid input (not UTF-8).");
+        return http_respond(resp, status, body);
 }
 
 int http_respond_field_error(http_response *resp, const char *field, const char *fmt, ...) {
@@ -43,7 +46,10 @@ int http_respond_field_error(http_response *resp, const char *field, const char 
         if (vasprintf(&msg, fmt, ap) < 0)
                 msg = NULL;
         va_end(ap);
-        return http_respond(resp, 400, json_pack("{s:[s]}", field, msg ? msg : "Out of memory."));
+        json_t *body = json_pack("{s:[s]}", field, msg ? msg : "Out of memory.");
+        if (!body)      /* the field name or message is not UTF-8 */
+                body = json_pack("{s:s}", "detail", "Invalid input (not UTF-8).");
+        return http_respond(resp, 400, body);
 }
 
 int http_request_json_object(const http_request *req, http_response *resp, json_t **ret) {
@@ -70,4 +76,14 @@ int http_request_json_object(const http_request *req, http_response *resp, json_
         }
         *ret = j;
         return 0;
+}
+
+bool http_errno_storage_unavailable(int r) {
+        switch (-r) {
+        case EROFS: case ENOSPC: case EDQUOT: case EIO: case EBUSY: case EAGAIN: case EACCES:
+        case ENFILE: case EMFILE: case ENOLCK:
+                return true;
+        default:
+                return false;
+        }
 }

@@ -77,3 +77,6 @@ int http_request_json_object(const http_request *req, http_response *resp, json_
 int http_respond(http_response *resp, unsigned status, json_t *body);
 int http_respond_detail(http_response *resp, unsigned status, const char *fmt, ...) _printf_(3, 4);
 int http_respond_field_error(http_response *resp, const char *field, const char *fmt, ...) _printf_(3, 4);
+/* A storage error a client should retry (disk full, read-only, I/O, busy...): answered 503 with
+ * Retry-After instead of 500. */
+bool http_errno_storage_unavailable(int r);

@@ -56,6 +56,8 @@ int64_t scheduler_instance_capacity(const json_t *instance) {
         if (json_is_string(json_object_get(instance, "node_state")) &&
             !streq(json_get_string(instance, "node_state", ""), "ready"))
                 return 0;
+        if (json_get_bool(instance, "_paused", false))
+                return 0;
         if (override > 0)
                 return override;
         cpu_cap = (int64_t) (cpu * FORKS_PER_CPU);

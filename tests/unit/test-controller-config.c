@@ -92,7 +92,7 @@ static void test_full(void **state) {
                 "limits:\n"
                 "  max_body_size: 2M\n"
                 "  max_agent_body_size: 32M\n"
-                "  max_project_size: 1G\n"
+                "  max_project_size: 32M\n"
                 "  max_event_size: 512K\n"
                 "  max_connections: 100\n"
                 "  max_long_polls: 50\n"
@@ -120,7 +120,7 @@ static void test_full(void **state) {
         assert_int_equal(c->log_level, LOG_LEVEL_DEBUG);
         assert_int_equal(c->limits.max_body_size, 2 * 1024 * 1024);
         assert_int_equal(c->limits.max_agent_body_size, 32 * 1024 * 1024);
-        assert_int_equal(c->limits.max_project_size, 1024ULL * 1024 * 1024);
+        assert_int_equal(c->limits.max_project_size, 32ULL * 1024 * 1024);
         assert_int_equal(c->limits.max_event_size, 512 * 1024);
         assert_int_equal(c->limits.max_connections, 100);
         assert_int_equal(c->limits.max_long_polls, 50);
@@ -185,6 +185,9 @@ static void test_unknown_key(void **state) {
 static void test_bad_size(void **state) {
         assert_error("size.yaml", "limits:\n  max_body_size: lots\n",
                      ":2:18: key 'limits.max_body_size': expected a size (e.g. 512M, 2G or a number of bytes), got 'lots'");
+        /* agents cannot download more than 64 MiB, so a larger project limit is refused */
+        assert_error("project.yaml", "limits:\n  max_project_size: 1G\n",
+                     ":2:21: key 'limits.max_project_size': at most 64M (the agents' download limit), got '1G'");
 }
 
 static void test_bad_int(void **state) {
