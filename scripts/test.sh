@@ -10,4 +10,4 @@ cmake --build "$BUILD" -j"$(nproc)"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd "$BUILD"
-exec ctest --output-on-failure -j2 "$@"
+exec ctest --output-on-failure -j2 -LE soak-full "$@"
