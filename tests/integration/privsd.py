@@ -94,11 +94,34 @@ class PrivateSystemd:
             procs.append(os.path.join(d, "cgroup.procs"))
         return procs
 
+    def _kept_tmp_paths(self):
+        """Paths under /tmp both sides must see (a checkout, build dir or work dir that lives in
+        /tmp): after the fresh tmpfs hides the host's /tmp they are bind-mounted back, one by one."""
+        wanted = [self.workdir] + [os.environ.get(v) for v in ("DROVER_BUILD_DIR", "DROVER_SOURCE_DIR")]
+        kept = []
+        for p in wanted:
+            if not p:
+                continue
+            p = os.path.realpath(p)
+            if (p == "/tmp" or p.startswith("/tmp/")) and p not in kept:
+                kept.append(p)
+        # a parent covers its children
+        return [p for p in kept if not any(p != q and p.startswith(q + "/") for q in kept)]
+
     def _write_script(self, procs):
+        kept = self._kept_tmp_paths()
+        tmp_lines = ["mount -t tmpfs tmpfs /tmp"]
+        if kept:
+            tmp_lines = ["mkdir -p /run/.drover-host-tmp", "mount --bind /tmp /run/.drover-host-tmp",
+                         "mount -t tmpfs tmpfs /tmp"]
+            for p in kept:
+                rel = os.path.relpath(p, "/tmp")
+                tmp_lines += ["mkdir -p %s" % _shquote(p),
+                              "mount --bind %s %s" % (_shquote(os.path.join("/run/.drover-host-tmp", rel)), _shquote(p))]
+            tmp_lines.append("umount -l /run/.drover-host-tmp")
         lines = ["#!/bin/sh", "# boot script of a private systemd (see private-systemd.md)", "set -e",
                  "mount --make-rprivate /",
-                 "mount -t tmpfs tmpfs /run",
-                 "mount -t tmpfs tmpfs /tmp",
+                 "mount -t tmpfs tmpfs /run"] + tmp_lines + [
                  "umount -R /sys/fs/cgroup",
                  "exec env container=other SYSTEMD_PROC_CMDLINE=systemd.unified_cgroup_hierarchy=0 "
                  "SYSTEMD_UNIT_PATH=%s /lib/systemd/systemd --system --log-target=console "
