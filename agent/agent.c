@@ -648,9 +648,10 @@ static void *agent_work_thread(void *userdata) {
 
                 /* The controller answers at once while something is pending that we cannot act on
                  * yet (a cancel whose unit is still stopping, an attempt of a job still running here):
-                 * do not spin, poll at most once a second then. */
-                uint64_t elapsed = now_monotonic_usec() - t0;
-                if (n_new == 0 && elapsed < USEC_PER_SEC && agent_sleep(a, USEC_PER_SEC - elapsed) < 0)
+                 * do not spin, poll at most five times a second then (short, so a launch right after
+                 * a cancel is not held back for long). */
+                uint64_t elapsed = now_monotonic_usec() - t0, pace = 200 * USEC_PER_MSEC;
+                if (n_new == 0 && elapsed < pace && agent_sleep(a, pace - elapsed) < 0)
                         break;
         }
         return NULL;

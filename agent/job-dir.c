@@ -480,14 +480,14 @@ static int write_json_file(const char *path, const json_t *j) {
         _cleanup_free_ char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
         if (!s)
                 return -ENOMEM;
-        return write_file_atomic(path, s, strlen(s), 0600);
+        return write_file_atomic_nosync(path, s, strlen(s), 0600);
 }
 
 static int write_under(const job_dir *d, const char *rel, const void *data, size_t size) {
         _cleanup_free_ char *p = strjoin(d->root, "/", rel, NULL);
         if (!p)
                 return -ENOMEM;
-        return write_file_atomic(p, data, size, 0600);
+        return write_file_atomic_nosync(p, data, size, 0600);
 }
 
 static int mkdir_under(const char *base, const char *rel) {
@@ -611,7 +611,7 @@ int job_dir_create(const agent_config *cfg, json_t *assignment, const char *proj
                 r = p ? write_json_file(p, assignment) : -ENOMEM;
         }
         if (r >= 0)
-                r = write_file_atomic(d->events_path, "", 0, 0600);
+                r = write_file_atomic_nosync(d->events_path, "", 0, 0600);
         if (r < 0)
                 goto fail;
 
@@ -763,7 +763,7 @@ static int write_artifact(job_dir *d, const char *name, const char *text) {
         _cleanup_free_ char *p = strjoin(d->artifacts, "/", name, NULL);
         if (!p)
                 return -ENOMEM;
-        return write_file_atomic(p, text, strlen(text), 0600);
+        return write_file_atomic_nosync(p, text, strlen(text), 0600);
 }
 
 int job_dir_write_status(job_dir *d, const char *status, int rc) {

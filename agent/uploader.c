@@ -46,7 +46,7 @@ static int write_truncated(job_dir *d, uint64_t offset, int64_t counter) {
         if (!path)
                 return -ENOMEM;
         int n = snprintf(buf, sizeof buf, "%" PRIu64 " %" PRId64 "\n", offset, counter);
-        return write_file_atomic(path, buf, (size_t) n, 0600);
+        return write_file_atomic_nosync(path, buf, (size_t) n, 0600);
 }
 
 static void note_write_failure(uploader *u, int r, const char *what) {

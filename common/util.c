@@ -201,7 +201,17 @@ static int write_all(int fd, const void *data, size_t size) {
         return 0;
 }
 
+static int write_file_atomic_internal(const char *path, const void *data, size_t size, mode_t mode, bool sync);
+
 int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode) {
+        return write_file_atomic_internal(path, data, size, mode, true);
+}
+
+int write_file_atomic_nosync(const char *path, const void *data, size_t size, mode_t mode) {
+        return write_file_atomic_internal(path, data, size, mode, false);
+}
+
+static int write_file_atomic_internal(const char *path, const void *data, size_t size, mode_t mode, bool sync) {
         _cleanup_free_ char *tmp = NULL, *dir = NULL;
         _cleanup_close_ int fd = -1, dfd = -1;
         const char *slash;
@@ -231,7 +241,7 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
         r = write_all(fd, data, size);
         if (r < 0)
                 goto fail;
-        if (fsync(fd) < 0) {
+        if (sync && fsync(fd) < 0) {
                 r = negative_errno();
                 goto fail;
         }
@@ -239,6 +249,8 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
                 r = negative_errno();
                 goto fail;
         }
+        if (!sync)
+                return 0;
         /* Make the rename itself durable; a failure here is not fatal for the data. */
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0)

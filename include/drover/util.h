@@ -22,6 +22,11 @@ int parse_iso8601(const char *s, uint64_t *ret_usec);
 int read_full_file(const char *path, size_t max_size, char **ret_data, size_t *ret_size);
 /* Write atomically (temp file + fsync + rename) with the given mode (e.g. 0600). */
 int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode);
+/* The same without fsync: atomic against a crash of the writing process (the page cache outlives
+ * it), not against a crash of the machine. For state a machine crash destroys anyway (a job's
+ * private data dir: its unit dies with the machine) and for state that may go back safely (the
+ * acknowledged offset: re-uploading acknowledged events is a no-op). */
+int write_file_atomic_nosync(const char *path, const void *data, size_t size, mode_t mode);
 /* mkdir -p with mode for every created component. */
 int mkdir_p(const char *path, mode_t mode);
 /* rm -rf; does not cross mount points; a missing path is success. */
