@@ -51,6 +51,26 @@ def wait_for(what, fn, timeout=30.0, interval=0.05):
     raise AssertionError("timed out after %.1fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
+def stop_process(proc, grace=10):
+    """SIGTERM a process we started, SIGKILL it after `grace` seconds."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def file_tail(path, n):
+    """The last n lines of a log file ("" if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return b"".join(f.readlines()[-n:]).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 class ApiError(Exception):
     pass
 
@@ -175,21 +195,11 @@ class Controller:
         return self
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def log_tail(self, n=60):
-        try:
-            with open(self.log_path, "rb") as f:
-                return b"".join(f.readlines()[-n:]).decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return file_tail(self.log_path, n)
 
 
 class Agent:
@@ -240,21 +250,11 @@ class Agent:
         return self
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def log_tail(self, n=80):
-        try:
-            with open(self.log_path, "rb") as f:
-                return b"".join(f.readlines()[-n:]).decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return file_tail(self.log_path, n)
 
     def job_dir(self, job_id):
         return os.path.join(self.state_dir, "jobs", str(job_id))
