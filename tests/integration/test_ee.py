@@ -107,6 +107,27 @@ class EEBase(h.DroverTestCase):
                        r.get("skipped")) for r in res)
 
 
+class NoPodmanNode(EEBase):
+    """A node that does not offer podman never runs a container job on the systemd runtime: the job
+    ends `error` with an explanation naming the runtime and the EE, and no unit is started."""
+    AGENTS = [{"name": "plain1", "extra_config": "podman:\n  enabled: false\n"}]
+
+    def test_container_job_without_podman_node(self):
+        node = self.api.ok("GET", "/api/v2/instances/?hostname=plain1")["results"][0]
+        self.assertNotIn("podman", node.get("runtimes", []))
+        ee = self.ee(IMAGE)
+        job = self.launch(self.template("ok.yml", execution_environment=ee["id"]))
+        done = self.wait_job(job["id"], timeout=30)
+        self.assertEqual(done["status"], "error", done)
+        self.assertIn("podman", done["job_explanation"])
+        self.assertIn(ee["name"], done["job_explanation"])
+        self.assertIsNone(done.get("started"))
+        self.assertEqual(self.units(), [])
+        # the same template without an EE still runs here, on the systemd runtime
+        plain = self.launch(self.template("ok.yml"))
+        self.assertEqual(self.wait_job(plain["id"], timeout=60)["status"], "successful")
+
+
 class ContainerJobs(EEBase):
     def test_1_events_match_systemd_runtime(self):
         plain = self.launch(self.template("ok.yml"))
