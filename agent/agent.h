@@ -72,3 +72,7 @@ void agent_config_free(agent_config *c);
  * line (N bytes) replaced", "event_data": {}} so the sequence stays gapless; *ret_malformed is set.
  * Never crashes on any input. */
 int event_line_parse(const char *line, size_t len, int64_t expected_counter, json_t **ret, bool *ret_malformed);
+/* True when event_line_parse() would return the line's own event unchanged (so its bytes can be
+ * uploaded as they are), with its counter in *ret_counter; false when event_line_parse() must decide
+ * (it may answer false for some lines event_line_parse() keeps unchanged). Never builds a tree. */
+bool event_line_check_raw(const char *line, size_t len, int64_t expected_counter, int64_t *ret_counter);

@@ -1,5 +1,7 @@
 /* uploader.c: follows one job's events file (artifacts/<id>/job_events.jsonl, the spool) and uploads
  * it to POST /api/agent/v1/jobs/<id>/events in batches (at most 1000 events or 4 MiB of lines).
+ * The request body is built by concatenation: a line event_line_check_raw() accepts is sent byte for
+ * byte (no jansson parse or dump), any other line goes through event_line_parse() and is serialised.
  * Only complete lines are read, starting at the acknowledged offset; the offset advances only up to
  * the line carrying the controller's "acked" counter and is recorded in the job dir's ack file.
  * Bounded: never more than one batch window (plus one line of at most AGENT_EVENT_MAX_LINE) in memory.
@@ -216,14 +218,50 @@ typedef struct batch_entry {
         uint64_t end;           /* file offset after this line */
 } batch_entry;
 
+/* The request body, {"attempt":N,"events":[...]}, built as the lines are added: a line that
+ * event_line_check_raw() accepts is copied as it is, any other event is serialised by jansson. */
 typedef struct batch {
-        json_t *events;
+        char *body;
+        size_t body_len, body_cap;
         batch_entry entries[UPLOAD_MAX_EVENTS];
         size_t n;
         int64_t expected;
         bool truncation;        /* the last entry is the truncation event */
         uint64_t truncation_offset;     /* where the first line not uploaded starts */
 } batch;
+
+static int batch_append(batch *b, const void *p, size_t n) {
+        if (n > SIZE_MAX / 2 - b->body_len)
+                return -ENOMEM;
+        if (b->body_len + n + 1 > b->body_cap) {
+                size_t cap = MAX(b->body_cap * 2, b->body_len + n + 1);
+                cap = MAX(cap, (size_t) 64 * 1024);
+                char *q = realloc(b->body, cap);
+                if (!q)
+                        return -ENOMEM;
+                b->body = q;
+                b->body_cap = cap;
+        }
+        memcpy(b->body + b->body_len, p, n);
+        b->body_len += n;
+        b->body[b->body_len] = 0;
+        return 0;
+}
+
+/* Append one event (after a ',' unless it is the first). */
+static int batch_append_raw(batch *b, const char *p, size_t n) {
+        int r = 0;
+        if (b->n > 0)
+                r = batch_append(b, ",", 1);
+        return r < 0 ? r : batch_append(b, p, n);
+}
+
+static int batch_append_event(batch *b, const json_t *ev) {
+        _cleanup_free_ char *s = json_dumps(ev, JSON_COMPACT);
+        if (!s)
+                return -ENOMEM;
+        return batch_append_raw(b, s, strlen(s));
+}
 
 /* The line starting at offset would end past spool.max_job_size: end the upload with one event
  * saying so instead of its lines (and all after it). */
@@ -235,10 +273,15 @@ static int batch_add_truncation(uploader *u, batch *b, uint64_t offset) {
                                                  limit);
         if (!msg)
                 return -ENOMEM;
-        json_t *ev = json_pack("{s:s,s:I,s:s,s:s,s:s,s:{}}", "event", "verbose", "counter", (json_int_t) b->expected,
-                               "uuid", uuid, "parent_uuid", "", "stdout", msg, "event_data");
-        if (!ev || json_array_append_new(b->events, ev) < 0)
+        _cleanup_json_ json_t *ev = json_pack("{s:s,s:I,s:s,s:s,s:s,s:{}}", "event", "verbose", "counter",
+                                              (json_int_t) b->expected, "uuid", uuid, "parent_uuid", "", "stdout", msg,
+                                              "event_data");
+        if (!ev)
                 return -ENOMEM;
+        int r;
+        r = batch_append_event(b, ev);
+        if (r < 0)
+                return r;
         b->entries[b->n++] = (batch_entry) { .counter = b->expected, .end = offset };
         b->expected++;
         b->truncation = true;
@@ -247,9 +290,18 @@ static int batch_add_truncation(uploader *u, batch *b, uint64_t offset) {
 }
 
 static int batch_add(uploader *u, batch *b, const char *line, size_t len, uint64_t real_len, uint64_t end) {
-        json_t *ev = NULL;
+        _cleanup_json_ json_t *ev = NULL;
         bool malformed = false;
+        int64_t raw_counter;
 
+        if (line && event_line_check_raw(line, len, b->expected, &raw_counter)) {
+                int r = batch_append_raw(b, line, len);
+                if (r < 0)
+                        return r;
+                b->entries[b->n++] = (batch_entry) { .counter = raw_counter, .end = end };
+                b->expected = raw_counter + 1;
+                return 0;
+        }
         if (!line)
                 ev = oversized_placeholder(b->expected, real_len);
         else {
@@ -265,8 +317,9 @@ static int batch_add(uploader *u, batch *b, const char *line, size_t len, uint64
 
         const json_t *c = json_object_get(ev, "counter");
         int64_t counter = json_is_integer(c) ? json_integer_value(c) : b->expected;
-        if (json_array_append_new(b->events, ev) < 0)
-                return -ENOMEM;
+        int r = batch_append_event(b, ev);
+        if (r < 0)
+                return r;
         b->entries[b->n++] = (batch_entry) { .counter = counter, .end = end };
         b->expected = counter + 1;
         return 0;
@@ -342,11 +395,16 @@ static int batch_fill(uploader *u, int fd, uint64_t size, bool final, batch *b) 
         return 0;
 }
 
+static void batch_freep(batch **b) {
+        if (*b)
+                free((*b)->body);
+        free(*b);
+}
+
 int uploader_run_once(uploader *u, http_client *c, bool final, char **ret_retry_after) {
         agent_job *j = u->job;
         _cleanup_close_ int fd = -1;
-        _cleanup_json_ json_t *body = NULL;
-        _cleanup_free_ batch *b = NULL;
+        _cleanup_(batch_freep) batch *b = NULL;
         uint64_t size;
         int r;
 
@@ -377,29 +435,28 @@ int uploader_run_once(uploader *u, http_client *c, bool final, char **ret_retry_
         if (!b)
                 return -ENOMEM;
         b->expected = u->acked_counter + 1;
-        b->events = json_array();
-        if (!b->events)
-                return -ENOMEM;
+        char prefix[64];
+        int k = snprintf(prefix, sizeof prefix, "{\"attempt\":%" PRId64 ",\"events\":[", j->attempt);
+        r = batch_append(b, prefix, (size_t) k);
+        if (r < 0)
+                return r;
         r = batch_fill(u, fd, size, final, b);
-        if (r < 0) {
-                json_decref(b->events);
+        if (r < 0)
                 return log_warning_errno(r, "Job %" PRId64 ": failed to read %s: %m", j->job_id, u->dir->events_path);
-        }
-        if (b->n == 0) {
-                json_decref(b->events);
+        if (b->n == 0)
                 return 0;
-        }
-
-        body = json_pack("{s:I,s:o}", "attempt", (json_int_t) j->attempt, "events", b->events);
-        if (!body)
-                return -ENOMEM;
+        r = batch_append(b, "]}", 2);
+        if (r < 0)
+                return r;
 
         _cleanup_free_ char *path = asprintf_safe("/api/agent/v1/jobs/%" PRId64 "/events", j->job_id);
         if (!path)
                 return -ENOMEM;
 
         http_response resp = {};
-        r = agent_request(j->agent, c, "POST", path, body, &resp);
+        r = http_client_request_raw(c, "POST", path, "application/json", b->body, b->body_len, &resp);
+        if (r >= 0 && resp.json && resp.status >= 200 && resp.status < 300)
+                agent_apply_control(j->agent, resp.json);   /* as agent_request() */
         if (r >= 0 && resp.status == 409) {
                 _cleanup_free_ char *why = agent_describe_failure(r, &resp);
                 log_notice("Job %" PRId64 ": event upload refused (%s); dropping this run.", j->job_id, strna(why));

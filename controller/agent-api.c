@@ -746,12 +746,51 @@ static int job_finalize(storage *s, const json_t *job, const json_t *result) {
         return storage_obj_patch(s, ST_JOB, json_get_int(job, "id", 0), patch);
 }
 
+/* An upper bound of the length of v's compact JSON, without serialising it: a string's bytes
+ * become at most 6 characters each (\u00XX), a number at most 32, true/false/null 5. Stops counting
+ * once over limit. Cheap compared with json_dumps() of every event of a batch. */
+static uint64_t json_size_bound(const json_t *v, uint64_t limit) {
+        uint64_t n = 0;
+        const char *key;
+        json_t *m;
+        size_t i;
+
+        switch (json_typeof(v)) {
+        case JSON_OBJECT:
+                n = 2;
+                json_object_foreach((json_t *) v, key, m) {
+                        n += 2 + 6 * (uint64_t) strlen(key) + 2 + json_size_bound(m, limit);
+                        if (n > limit)
+                                return n;
+                }
+                return n;
+        case JSON_ARRAY:
+                n = 2;
+                json_array_foreach(v, i, m) {
+                        n += 1 + json_size_bound(m, limit);
+                        if (n > limit)
+                                return n;
+                }
+                return n;
+        case JSON_STRING:
+                return 2 + 6 * (uint64_t) json_string_length(v);
+        case JSON_INTEGER:
+        case JSON_REAL:
+                return 32;
+        default:
+                return 5;
+        }
+}
+
 /* Truncate an event over the size limit: its res first, then stdout, then all event_data. */
 static int event_bound(json_t *ev, uint64_t max, int64_t job_id) {
-        _cleanup_free_ char *s = json_dumps(ev, JSON_COMPACT);
+        _cleanup_free_ char *s = NULL;
         size_t size;
         json_t *data;
 
+        if (json_size_bound(ev, max) <= max)
+                return 0;       /* surely within the limit: no need to serialise it */
+        s = json_dumps(ev, JSON_COMPACT);
         if (!s)
                 return -ENOMEM;
         size = strlen(s);

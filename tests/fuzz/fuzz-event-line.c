@@ -1,7 +1,9 @@
 /* fuzz-event-line.c: fuzz target for event_line_parse() (agent/event-line.c), which validates
  * one line of a job's events file written by the callback plugin (untrusted: the playbook
  * controls its content). Checks the contract: always an event object with an integer counter,
- * the expected counter on a malformed line, and a `res` within AGENT_EVENT_MAX_RES. */
+ * the expected counter on a malformed line, and a `res` within AGENT_EVENT_MAX_RES; and that
+ * event_line_check_raw() (the uploader's no-parse fast path) only accepts lines the parser keeps
+ * exactly as they are. */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,6 +35,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 json_t *res = json_object_get(json_object_get(ev, "event_data"), "res");
                 if (res)
                         assert(json_dumpb(res, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) <= AGENT_EVENT_MAX_RES);
+                /* the raw fast path (bytes uploaded as written) may only accept what the parser keeps
+                 * unchanged: the same event, with the expected counter */
+                int64_t counter = 0;
+                if (event_line_check_raw((const char *) data, size, 7, &counter)) {
+                        assert(!malformed);
+                        assert(counter == 7);
+                        json_t *raw = json_loadb((const char *) data, size, JSON_ALLOW_NUL, NULL);
+                        assert(raw);
+                        assert(json_equal(raw, ev));
+                        json_decref(raw);
+                }
                 json_decref(ev);
         }
         return 0;
