@@ -125,21 +125,6 @@ static int tar_open_dir(int root_fd, char **comp, int n) {
         return fd;
 }
 
-static int write_all_fd(int fd, const void *data, size_t size) {
-        const char *p = data;
-        while (size > 0) {
-                ssize_t k = write(fd, p, size);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                p += k;
-                size -= (size_t) k;
-        }
-        return 0;
-}
-
 /* Pax extended header: take "path"; other keys are ignored. */
 static int pax_path(const char *data, size_t size, char **ret) {
         size_t off = 0;
@@ -256,7 +241,7 @@ int tar_extract(int dir_fd, const void *tar, size_t size) {
                                                 (mode & 0111) ? 0755 : 0644);
                 if (fd < 0)
                         return log_error_errno(negative_errno(), "Project archive: cannot create '%s': %m", comp[n - 1]);
-                r = write_all_fd(fd, data, fsize);
+                r = loop_write(fd, data, fsize);
                 if (r < 0)
                         return log_error_errno(r, "Project archive: write failed: %m");
         }

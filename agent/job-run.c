@@ -486,6 +486,22 @@ static bool job_keep_dir(agent_job *j, job_dir *d) {
         return json_get_bool(asg, "keep_data_dir", false);
 }
 
+/* The report for a run that never got its unit going: canceled before the start, or an error. */
+static void start_failure_report(agent_job *j, int r, char **error, job_report *rep) {
+        if (r == JOB_CANCELED_BEFORE_START) {
+                log_info("Job %" PRId64 ": canceled before its unit started.", j->job_id);
+                *rep = (job_report) { .status = "canceled", .rc = 254 };
+                rep->explanation = strdup("Job canceled");
+                return;
+        }
+        if (!*error) {
+                errno = -r;
+                *error = asprintf_safe("Failed to start the job: %m");
+        }
+        *rep = (job_report) { .status = "error", .rc = JOB_ERROR_RC };
+        rep->explanation = TAKE_PTR(*error);
+}
+
 void *job_run_thread(void *userdata) {
         agent_job *j = userdata;
         agent *a = j->agent;
@@ -532,19 +548,8 @@ void *job_run_thread(void *userdata) {
                         job_drop(j);
                         goto cleanup;
                 }
-                if (r == JOB_CANCELED_BEFORE_START) {
-                        log_info("Job %" PRId64 ": canceled before its unit started.", j->job_id);
-                        rep = (job_report) { .status = "canceled", .rc = 254 };
-                        rep.explanation = strdup("Job canceled");
-                        goto report;
-                }
-                if (r < 0) {
-                        if (!error) {
-                                errno = -r;
-                                error = asprintf_safe("Failed to start the job: %m");
-                        }
-                        rep = (job_report) { .status = "error", .rc = JOB_ERROR_RC };
-                        rep.explanation = TAKE_PTR(error);
+                if (r == JOB_CANCELED_BEFORE_START || r < 0) {
+                        start_failure_report(j, r, &error, &rep);
                         goto report;
                 }
         } else if (!j->resume) {
@@ -560,19 +565,8 @@ void *job_run_thread(void *userdata) {
                         job_drop(j);
                         goto cleanup;
                 }
-                if (r == JOB_CANCELED_BEFORE_START) {
-                        log_info("Job %" PRId64 ": canceled before its unit started.", j->job_id);
-                        rep = (job_report) { .status = "canceled", .rc = 254 };
-                        rep.explanation = strdup("Job canceled");
-                        goto report;
-                }
-                if (r < 0) {
-                        if (!error) {
-                                errno = -r;
-                                error = asprintf_safe("Failed to start the job: %m");
-                        }
-                        rep = (job_report) { .status = "error", .rc = JOB_ERROR_RC };
-                        rep.explanation = TAKE_PTR(error);
+                if (r == JOB_CANCELED_BEFORE_START || r < 0) {
+                        start_failure_report(j, r, &error, &rep);
                         goto report;
                 }
         }

@@ -196,29 +196,6 @@ static int append_prop_strv(sd_bus_message *m, const char *name, char **l) {
         return r;
 }
 
-/* (sv) with v = a(sasas): one command (path, argv, flags) */
-static int append_prop_exec_ex(sd_bus_message *m, const char *name, char **argv, char **flags) {
-        int r;
-        r = sd_bus_message_open_container(m, 'r', "sv");
-        if (r >= 0)
-                r = sd_bus_message_append(m, "s", name);
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'v', "a(sasas)");
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'a', "(sasas)");
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'r', "sasas");
-        if (r >= 0)
-                r = sd_bus_message_append(m, "s", argv[0]);
-        if (r >= 0)
-                r = sd_bus_message_append_strv(m, argv);
-        if (r >= 0)
-                r = sd_bus_message_append_strv(m, flags);
-        for (int i = 0; i < 4 && r >= 0; i++)
-                r = sd_bus_message_close_container(m);
-        return r;
-}
-
 /* (sv) with v = a(sasas): several commands, each with the same flags */
 static int append_prop_exec_list(sd_bus_message *m, const char *name, char ***argvs, char **flags) {
         int r;
@@ -245,6 +222,12 @@ static int append_prop_exec_list(sd_bus_message *m, const char *name, char ***ar
         for (int i = 0; i < 3 && r >= 0; i++)
                 r = sd_bus_message_close_container(m);
         return r;
+}
+
+/* (sv) with v = a(sasas): one command (path, argv, flags) */
+static int append_prop_exec_ex(sd_bus_message *m, const char *name, char **argv, char **flags) {
+        char **one[] = { argv, NULL };
+        return append_prop_exec_list(m, name, one, flags);
 }
 
 static int build_start_message(sd_bus *bus, const unit_spec *spec, sd_bus_message **ret) {

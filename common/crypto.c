@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 
 #include "drover/log.h"
+#include "drover/util.h"
 
 #define PBKDF2_DEFAULT_ITERATIONS 260000
 #define PBKDF2_MAX_ITERATIONS 10000000      /* a stored hash must not make us burn minutes of CPU */
@@ -265,17 +266,10 @@ static int key_create(const char *path) {
                 r = -EIO;
                 goto fail;
         }
-        for (size_t done = 0; done < sizeof(key);) {
-                ssize_t n = write(fd, key + done, sizeof(key) - done);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = negative_errno();
-                        goto fail;
-                }
-                done += (size_t) n;
-        }
+        r = loop_write(fd, key, sizeof(key));
         OPENSSL_cleanse(key, sizeof(key));
+        if (r < 0)
+                goto fail;
         if (fsync(fd) < 0) {
                 r = negative_errno();
                 goto fail;

@@ -16,6 +16,7 @@
 #include <openssl/x509v3.h>
 
 #include "drover/log.h"
+#include "drover/util.h"
 
 #define CA_DAYS 3650
 #define SERVER_DAYS 730
@@ -74,39 +75,6 @@ static int mkdir_parents_private(const char *dir) {
         return 0;
 }
 
-static int write_atomic(const char *path, const void *data, size_t size, mode_t mode) {
-        _cleanup_free_ char *tmp = NULL;
-        int r = 0;
-
-        if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
-                return -ENOMEM;
-        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        if (fchmod(fd, mode) < 0) {
-                r = negative_errno();
-                goto fail;
-        }
-        for (size_t done = 0; done < size;) {
-                ssize_t n = write(fd, (const char *) data + done, size - done);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = negative_errno();
-                        goto fail;
-                }
-                done += (size_t) n;
-        }
-        if (fsync(fd) < 0 || rename(tmp, path) < 0) {
-                r = negative_errno();
-                goto fail;
-        }
-        return 0;
-fail:
-        (void) unlink(tmp);
-        return r;
-}
-
 static bool file_exists(const char *path) {
         return access(path, F_OK) == 0;
 }
@@ -122,7 +90,7 @@ static int write_pem_key(const char *path, EVP_PKEY *key) {
         n = BIO_get_mem_data(b, &data);
         if (n <= 0)
                 return -EIO;
-        int r = write_atomic(path, data, (size_t) n, 0600);
+        int r = write_file_atomic(path, data, (size_t) n, 0600);
         OPENSSL_cleanse(data, (size_t) n);
         return r;
 }
@@ -137,7 +105,7 @@ static int write_pem_cert(const char *path, X509 *x) {
         n = BIO_get_mem_data(b, &data);
         if (n <= 0)
                 return -EIO;
-        return write_atomic(path, data, (size_t) n, 0644);
+        return write_file_atomic(path, data, (size_t) n, 0644);
 }
 
 static int read_pem_bio(const char *path, BIO **ret) {

@@ -186,7 +186,7 @@ int read_full_file(const char *path, size_t max_size, char **ret_data, size_t *r
         return 0;
 }
 
-static int write_all(int fd, const void *data, size_t size) {
+int loop_write(int fd, const void *data, size_t size) {
         const char *p = data;
         while (size > 0) {
                 ssize_t k = write(fd, p, size);
@@ -238,7 +238,7 @@ static int write_file_atomic_internal(const char *path, const void *data, size_t
                 r = negative_errno();
                 goto fail;
         }
-        r = write_all(fd, data, size);
+        r = loop_write(fd, data, size);
         if (r < 0)
                 goto fail;
         if (sync && fsync(fd) < 0) {
@@ -397,7 +397,7 @@ static int copy_file_fd(int from_dfd, const char *name, int to_dfd, mode_t mode)
                 }
                 if (k == 0)
                         break;
-                r = write_all(out, buf, (size_t) k);
+                r = loop_write(out, buf, (size_t) k);
                 if (r < 0)
                         return r;
         }

@@ -171,6 +171,26 @@ static int job_check_owner(const json_t *job, int64_t job_id, int64_t instance_i
         return 0;
 }
 
+/* Inside a transaction: load job_id and check this node owns (job, attempt); with refuse_final, a
+ * finished job is refused too (409). 0 with *ret_job, 1 when refused (resp filled), < 0 on errors. */
+static int owned_job_get(storage *s, int64_t job_id, int64_t instance_id, int64_t attempt, bool refuse_final,
+                         http_response *resp, json_t **ret_job) {
+        _cleanup_json_ json_t *job = NULL;
+        int r;
+
+        r = storage_obj_get(s, ST_JOB, job_id, &job);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (job_check_owner(job, job_id, instance_id, attempt, resp) < 0)
+                return 1;
+        if (refuse_final && scheduler_status_is_final(json_get_string(job, "status", ""))) {
+                http_respond_detail(resp, 409, "job %" PRId64 " is already finished", job_id);
+                return 1;
+        }
+        *ret_job = TAKE_PTR(job);
+        return 0;
+}
+
 static int body_attempt(const json_t *body, http_response *resp, int64_t *ret) {
         const json_t *a = json_object_get(body, "attempt");
 
@@ -626,17 +646,10 @@ static int start_tx(storage *s, void *userdata) {
         _cleanup_json_ json_t *job = NULL;
         int r;
 
-        r = storage_obj_get(s, ST_JOB, st->job_id, &job);
-        if (r < 0 && r != -ENOENT)
-                return r;
-        if (job_check_owner(job, st->job_id, st->instance_id, st->attempt, st->resp) < 0) {
-                st->refused = true;
-                return 0;
-        }
-        if (scheduler_status_is_final(json_get_string(job, "status", ""))) {
-                http_respond_detail(st->resp, 409, "job %" PRId64 " is already finished", st->job_id);
-                st->refused = true;
-                return 0;
+        r = owned_job_get(s, st->job_id, st->instance_id, st->attempt, true, st->resp, &job);
+        if (r != 0) {
+                st->refused = r > 0;
+                return MIN(r, 0);
         }
         if (!json_is_null(json_object_get(job, "started")) && json_object_get(job, "started"))
                 json_object_del(st->patch, "started");   /* a repeated start keeps the first time */
@@ -842,17 +855,10 @@ static int events_tx(storage *s, void *userdata) {
         const json_t *pending;
         int r;
 
-        r = storage_obj_get(s, ST_JOB, ec->job_id, &job);
-        if (r < 0 && r != -ENOENT)
-                return r;
-        if (job_check_owner(job, ec->job_id, ec->instance_id, ec->attempt, ec->resp) < 0) {
-                ec->refused = true;
-                return 0;
-        }
-        if (scheduler_status_is_final(json_get_string(job, "status", ""))) {
-                http_respond_detail(ec->resp, 409, "job %" PRId64 " is already finished", ec->job_id);
-                ec->refused = true;
-                return 0;
+        r = owned_job_get(s, ec->job_id, ec->instance_id, ec->attempt, true, ec->resp, &job);
+        if (r != 0) {
+                ec->refused = r > 0;
+                return MIN(r, 0);
         }
         r = storage_events_insert(s, ec->job_id, ec->attempt, ec->events, &ec->acked);
         if (r < 0)
@@ -930,12 +936,10 @@ static int result_tx(storage *s, void *userdata) {
         _cleanup_json_ json_t *job = NULL, *patch = NULL;
         int r;
 
-        r = storage_obj_get(s, ST_JOB, rc->job_id, &job);
-        if (r < 0 && r != -ENOENT)
-                return r;
-        if (job_check_owner(job, rc->job_id, rc->instance_id, rc->attempt, rc->resp) < 0) {
-                rc->refused = true;
-                return 0;
+        r = owned_job_get(s, rc->job_id, rc->instance_id, rc->attempt, false, rc->resp, &job);
+        if (r != 0) {
+                rc->refused = r > 0;
+                return MIN(r, 0);
         }
         r = storage_events_acked(s, rc->job_id, &rc->acked);
         if (r < 0)

@@ -27,6 +27,8 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
  * private data dir: its unit dies with the machine) and for state that may go back safely (the
  * acknowledged offset: re-uploading acknowledged events is a no-op). */
 int write_file_atomic_nosync(const char *path, const void *data, size_t size, mode_t mode);
+/* write(2) all of data, retrying on EINTR and short writes. */
+int loop_write(int fd, const void *data, size_t size);
 /* mkdir -p with mode for every created component. */
 int mkdir_p(const char *path, mode_t mode);
 /* rm -rf; does not cross mount points; a missing path is success. */

@@ -218,7 +218,8 @@ class Agent:
         self.keep_job_dirs = keep_job_dirs
         self.proc = None
 
-    def start(self, enroll=True):
+    def write_config(self, enroll=True):
+        """agent.yaml for this node, with a fresh one-time enrollment token until it has a secret."""
         if enroll and not os.path.exists(os.path.join(self.state_dir, "node-secret")):
             tok = self.controller.api.ok("POST", "/api/v2/instances/enrollment_tokens/", {"hostname": self.name})
             token = tok["token"]
@@ -238,6 +239,9 @@ class Agent:
                 f.write("capacity: %d\n" % self.capacity)
             f.write("keep_job_dirs: %s\n" % ("true" if self.keep_job_dirs else "false"))
             f.write(self.extra_config)
+
+    def start(self, enroll=True):
+        self.write_config(enroll)
         self.log = open(self.log_path, "ab")
         self.proc = self.psd.popen([AGENT_BIN, "--config", self.config_path], stdout=self.log, stderr=self.log)
 
@@ -409,6 +413,25 @@ class DroverTestCase(unittest.TestCase):
         cls.teardown_all()
         if not cls.failed and not os.environ.get("DROVER_KEEP_TEST_DIRS"):
             shutil.rmtree(cls.workdir, ignore_errors=True)
+
+
+def run_awx_playbook(test, playbook, name, extra_vars):
+    """Run a playbook using the real awx.awx collection against test.controller (CA pinned through
+    SSL_CERT_FILE); `out` in extra_vars is where it writes its registered results. Returns
+    (results, output); fails the test when ansible-playbook fails."""
+    pb = os.path.join(test.workdir, name + ".yml")
+    with open(pb, "w") as f:
+        f.write(playbook)
+    out = os.path.join(test.workdir, name + ".json")
+    env = dict(os.environ, SSL_CERT_FILE=test.controller.ca_file, ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=os.path.join(test.workdir, "ansible-tmp"),
+               HOME=test.workdir, ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3")
+    evars = dict(extra_vars, url=test.controller.base, password=ADMIN_PASSWORD, out=out)
+    r = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", pb, "-e", json.dumps(evars)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    test.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+    with open(out) as f:
+        return json.load(f), r.stdout + r.stderr
 
 
 def main():
@@ -593,24 +616,7 @@ def agent_unit_text(agent):
 def agent_start_unit(agent):
     """Run the agent as drover-agent.service inside the private systemd (enrolling first if needed:
     the config is written like Agent.start() writes it). Returns when the unit is active (READY=1)."""
-    if not os.path.exists(os.path.join(agent.state_dir, "node-secret")):
-        token = agent.controller.api.ok("POST", "/api/v2/instances/enrollment_tokens/", {"hostname": agent.name})["token"]
-    else:
-        token = None
-    with open(agent.config_path, "w") as f:
-        f.write("controller_url: %s\n" % agent.controller.base)
-        f.write("ca_file: %s\n" % agent.controller.ca_file)
-        if token:
-            f.write("enrollment_token: %s\n" % token)
-        f.write("node_name: %s\n" % agent.name)
-        f.write("state_dir: %s\n" % agent.state_dir)
-        f.write("share_dir: %s\n" % os.path.join(SOURCE_DIR, "agent"))
-        f.write("log_level: debug\n")
-        f.write("heartbeat_interval: 1s\n")
-        if agent.capacity:
-            f.write("capacity: %d\n" % agent.capacity)
-        f.write("keep_job_dirs: %s\n" % ("true" if agent.keep_job_dirs else "false"))
-        f.write(agent.extra_config)
+    agent.write_config()
     agent.psd.add_unit(AGENT_UNIT, agent_unit_text(agent))
     agent.psd.run(["systemctl", "daemon-reload"], check=True)
     agent_systemctl(agent, "start")

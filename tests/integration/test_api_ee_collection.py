@@ -3,11 +3,9 @@ types, credentials and execution environments: a custom credential type, a Conta
 an EE using it, organization/project defaults and a template's EE; a second run changes nothing (with
 update_secrets: false); the secret is encrypted in the database, shown as $encrypted$, never logged; a
 launched job shows the EE it resolved to. (Running jobs in containers is test_ee.py's.)"""
-import json
 import os
-import subprocess
 
-from drover_harness import ADMIN_PASSWORD, DroverTestCase, main
+from drover_harness import DroverTestCase, main, run_awx_playbook
 
 SECRET = "reg-Secret-%d-x" % os.getpid()
 
@@ -69,20 +67,7 @@ class TestEECollection(DroverTestCase):
     AGENTS = []
 
     def run_playbook(self, name):
-        pb = os.path.join(self.workdir, "ee.yml")
-        with open(pb, "w") as f:
-            f.write(PLAYBOOK)
-        out = os.path.join(self.workdir, name + ".json")
-        env = dict(os.environ, SSL_CERT_FILE=self.controller.ca_file, ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_LOCAL_TEMP=os.path.join(self.workdir, "ansible-tmp"),
-                   HOME=self.workdir, ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3")
-        r = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", pb,
-                            "-e", json.dumps({"url": self.controller.base, "password": ADMIN_PASSWORD, "out": out,
-                                              "secret": SECRET})],
-                           env=env, capture_output=True, text=True, timeout=300)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        with open(out) as f:
-            return json.load(f), r.stdout + r.stderr
+        return run_awx_playbook(self, PLAYBOOK, name, {"secret": SECRET})
 
     def test_collection(self):
         first, _ = self.run_playbook("first")

@@ -1,10 +1,7 @@
 """The real awx.awx collection (Debian's ansible package, 21.14.0) drives drover-controller: organization,
 inventory, host, project, job_template, job_launch with wait, job_list; a second run changes nothing."""
-import json
-import os
-import subprocess
 
-from drover_harness import ADMIN_PASSWORD, DroverTestCase, main
+from drover_harness import DroverTestCase, main, run_awx_playbook
 
 PLAYBOOK = """
 - hosts: localhost
@@ -53,22 +50,11 @@ PLAYBOOK = """
 
 class TestAwxCollection(DroverTestCase):
     def run_playbook(self, name):
-        pb = os.path.join(self.workdir, "awx.yml")
-        with open(pb, "w") as f:
-            f.write(PLAYBOOK)
-        out = os.path.join(self.workdir, name + ".json")
-        env = dict(os.environ, SSL_CERT_FILE=self.controller.ca_file, ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_LOCAL_TEMP=os.path.join(self.workdir, "ansible-tmp"),
-                   HOME=self.workdir, ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3")
-        r = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", pb,
-                            "-e", json.dumps({"url": self.controller.base, "password": ADMIN_PASSWORD, "out": out})],
-                           env=env, capture_output=True, text=True, timeout=300)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        results, output = run_awx_playbook(self, PLAYBOOK, name, {})
         # the product headers must satisfy the collection's version check (no warning of either kind)
-        self.assertNotIn("You are running collection version", r.stdout + r.stderr)
-        self.assertNotIn("You are using the", r.stdout + r.stderr)
-        with open(out) as f:
-            return json.load(f), r.stdout + r.stderr
+        self.assertNotIn("You are running collection version", output)
+        self.assertNotIn("You are using the", output)
+        return results, output
 
     def test_collection_end_to_end(self):
         first, _ = self.run_playbook("first")
